@@ -1,0 +1,8 @@
+"""Linear solvers with implicit differentiation."""
+from .constraints import UnderConstrainedError, check_constraints
+from .linear import solve
+from .pcg import PCG, PCGInfo, pcg
+from .solution import ConvergenceError, Solution, SolveStats
+
+__all__ = ["solve", "PCG", "PCGInfo", "pcg", "Solution", "SolveStats", "ConvergenceError",
+           "UnderConstrainedError", "check_constraints"]

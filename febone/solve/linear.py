@@ -1,0 +1,126 @@
+"""The linear-elastic solve: one entry point, implicit differentiation, clear failures."""
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..device import device_description
+from ..fe.bc import BoundaryConditions
+from ..fe.elasticity import internal_force, stiffness_diagonal
+from ..fe.model import FEModel
+from ..material.elastic import LinearElastic, MaterialError
+from .constraints import check_constraints
+from .pcg import PCG, pcg
+from .solution import ConvergenceError, Solution, SolveStats
+
+__all__ = ["solve"]
+
+log = logging.getLogger(__name__)
+
+
+def _is_traced(*trees) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for t in trees for leaf in jax.tree_util.tree_leaves(t))
+
+
+@partial(jax.jit, static_argnames=("solver", "throw"))
+def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, u0,
+                    solver: PCG, throw: bool):
+    E, nu = material.E, material.nu
+    fixed = jnp.asarray(bcs.fixed)
+    free = ~fixed
+    dtype = model.grad_N.dtype
+    u_d = jnp.where(fixed, jnp.asarray(bcs.values, dtype), 0.0)
+
+    def stiffness(v):
+        return internal_force(model, v, E, nu)
+
+    def operator(x):  # K restricted to the free dofs, identity on the fixed ones
+        return jnp.where(free, stiffness(jnp.where(free, x, 0.0)), x)
+
+    rhs = jnp.where(free, jnp.asarray(bcs.forces, dtype) - stiffness(u_d), 0.0)
+    if solver.preconditioner == "jacobi":
+        diag = jax.lax.stop_gradient(jnp.where(free, stiffness_diagonal(model, E, nu), 1.0))
+
+        def precondition(r):
+            return r / diag
+    else:
+        def precondition(r):
+            return r
+
+    x0 = jax.lax.stop_gradient(jnp.where(free, u0 - u_d, 0.0))
+
+    def cg(matvec, b):
+        return pcg(matvec, b, precondition, x0, rtol=solver.rtol, atol=solver.atol,
+                   max_iter=solver.iteration_cap)
+
+    x, info = jax.lax.custom_linear_solve(operator, rhs, cg, symmetric=True, has_aux=True)
+    u = x + u_d
+    if throw:  # inside a trace we cannot raise: poison a non-converged answer instead
+        u = jnp.where(info.converged, u, jnp.nan)
+    return u, info
+
+
+def solve(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, *,
+          solver: PCG | None = None, u0=None, throw: bool = True,
+          check_supports: bool = True) -> Solution:
+    """Solve K(E) u = f for the displacements of a linear-elastic body.
+
+    Matrix-free element-by-element operator, preconditioned CG, and implicit
+    differentiation (``jax.lax.custom_linear_solve``): the gradient of any function of
+    ``u`` with respect to the moduli, loads or prescribed displacements costs one adjoint
+    solve with the same operator, never a differentiation through CG iterations.
+
+    Args:
+        model: precomputed geometry (:meth:`FEModel.from_mesh`).
+        material: :class:`LinearElastic` with ``E: (n_elements,)`` MPa.
+        bcs: :class:`BoundaryConditions` (mm, N).
+        solver: :class:`PCG` strategy (default ``PCG(rtol=1e-8, preconditioner="jacobi")``).
+        u0: (n_nodes, 3) initial guess, mm (warm start, e.g. the previous time step).
+        throw: raise :class:`ConvergenceError` if CG does not converge; inside ``jit``/``grad``
+            a non-converged displacement is returned as NaN instead.
+        check_supports: check on the host that the supports remove all rigid-body modes.
+
+    Returns:
+        :class:`Solution` with ``u: (n_nodes, 3)`` mm and :class:`SolveStats`.
+
+    Raises:
+        UnderConstrainedError: a part of the mesh can move rigidly.
+        ConvergenceError: CG did not reach ``solver.rtol`` (message says what to try).
+        MaterialError: the moduli have the wrong shape.
+    """
+    solver = solver or PCG()
+    if jnp.shape(material.E) != (model.n_elements,):
+        raise MaterialError(f"E must have shape ({model.n_elements},) (one modulus per element, "
+                            f"MPa); got {jnp.shape(material.E)}")
+    traced = _is_traced(model, material, bcs, u0)
+    if check_supports and not _is_traced(model, bcs):
+        check_constraints(np.asarray(model.points), np.asarray(model.cells), np.asarray(bcs.fixed))
+    dtype = model.grad_N.dtype
+    u0 = jnp.zeros((model.n_nodes, 3), dtype) if u0 is None else jnp.asarray(u0, dtype)
+    material = LinearElastic(jnp.asarray(material.E, dtype), jnp.asarray(material.nu, dtype))
+    start = time.perf_counter()
+    u, info = _solve_compiled(model, material, bcs, u0, solver, throw)
+    seconds = float("nan")
+    if not traced:
+        u.block_until_ready()
+        seconds = time.perf_counter() - start
+        log.info("solve: %d dofs, %d CG iterations, residual %.2e, %.2f s", model.n_dofs,
+                 int(info.iterations), float(info.residual), seconds)
+        if throw and not bool(info.converged):
+            if bool(info.breakdown):
+                raise ConvergenceError(
+                    f"CG broke down after {int(info.iterations)} iterations (pᵀKp ≤ 0): the "
+                    f"stiffness is singular or indefinite; check supports and moduli")
+            raise ConvergenceError(
+                f"CG did not converge: relative residual {float(info.residual):.3e} > rtol "
+                f"{solver.rtol:g} after {int(info.iterations)} iterations; raise "
+                f"PCG(max_iter=...), loosen rtol, or check for nearly disconnected regions and "
+                f"extreme modulus contrast")
+    stats = SolveStats(info.iterations, info.residual, info.converged, info.breakdown, seconds,
+                       device_description(), str(dtype))
+    return Solution(u, stats)
