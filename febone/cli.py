@@ -1,0 +1,53 @@
+"""The ``febone`` command line. Each subcommand lives in ``febone/commands/<name>.py`` and
+exposes ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``;
+``run(args) -> int`` returns the exit code."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+__all__ = ["main", "build_parser"]
+
+#: Subcommand modules under febone.commands, in the order ``febone --help`` lists them.
+COMMANDS = ["run", "solve", "compress", "strength", "sensitivity", "info"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="febone", description="Bone stiffness, fracture load and remodelling (JAX FE).")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log progress (-v) or debug detail (-vv) to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"febone.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"febone.commands.{name}":
+                continue  # subcommand not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # entry points choose precision, the library never does
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        print(f"febone {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,7 +29,7 @@ def _is_traced(*trees) -> bool:
 
 @partial(jax.jit, static_argnames=("solver", "throw"))
 def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, u0,
-                    solver: PCG, throw: bool):
+                    preconditioner, solver: PCG, throw: bool):
     E, nu = material.E, material.nu
     fixed = jnp.asarray(bcs.fixed)
     free = ~fixed
@@ -43,7 +43,10 @@ def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryCondit
         return jnp.where(free, stiffness(jnp.where(free, x, 0.0)), x)
 
     rhs = jnp.where(free, jnp.asarray(bcs.forces, dtype) - stiffness(u_d), 0.0)
-    if solver.preconditioner == "jacobi":
+    if preconditioner is not None:
+        def precondition(r):
+            return jnp.where(free, preconditioner(jnp.where(free, r, 0.0)), r)
+    elif solver.preconditioner == "jacobi":
         diag = jax.lax.stop_gradient(jnp.where(free, stiffness_diagonal(model, E, nu), 1.0))
 
         def precondition(r):
@@ -66,7 +69,7 @@ def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryCondit
 
 
 def solve(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, *,
-          solver: PCG | None = None, u0=None, throw: bool = True,
+          solver: PCG | None = None, preconditioner=None, u0=None, throw: bool = True,
           check_supports: bool = True) -> Solution:
     """Solve K(E) u = f for the displacements of a linear-elastic body.
 
@@ -80,6 +83,10 @@ def solve(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, *,
         material: :class:`LinearElastic` with ``E: (n_elements,)`` MPa.
         bcs: :class:`BoundaryConditions` (mm, N).
         solver: :class:`PCG` strategy (default ``PCG(rtol=1e-8, preconditioner="jacobi")``).
+        preconditioner: optional pytree callable ``r -> M⁻¹ r`` on (n_nodes, 3) arrays
+            (symmetric positive definite on the free dofs; its array leaves are data of the
+            compiled solve, e.g. an algebraic-multigrid hierarchy built once on the host).
+            Overrides ``solver.preconditioner``; fixed dofs are masked around it.
         u0: (n_nodes, 3) initial guess, mm (warm start, e.g. the previous time step).
         throw: raise :class:`ConvergenceError` if CG does not converge; inside ``jit``/``grad``
             a non-converged displacement is returned as NaN instead.
@@ -104,7 +111,7 @@ def solve(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, *,
     u0 = jnp.zeros((model.n_nodes, 3), dtype) if u0 is None else jnp.asarray(u0, dtype)
     material = LinearElastic(jnp.asarray(material.E, dtype), jnp.asarray(material.nu, dtype))
     start = time.perf_counter()
-    u, info = _solve_compiled(model, material, bcs, u0, solver, throw)
+    u, info = _solve_compiled(model, material, bcs, u0, preconditioner, solver, throw)
     seconds = float("nan")
     if not traced:
         u.block_until_ready()
