@@ -1,0 +1,170 @@
+"""``febone strength``: stiffness and fracture load of a bone under a standard load case.
+
+Example (the MITK-GEM femur in its sideways-fall frame; its node sets carry other names)::
+
+    febone strength ../shared/data/mitkgem_proximal_femur_tet10.vtu --case sideways-fall \\
+        --E-field E_MPa --head bc_head_ux0 --trochanter bc_trochanter_ux_minus1_uy0 \\
+        --distal bc_distal_uz0 --adduction 0 --internal-rotation 0 --method all
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["register", "run"]
+
+log = logging.getLogger(__name__)
+_G = 9.81  # m/s²
+
+
+def register(sub) -> None:
+    from ..strength import CASES
+
+    p = sub.add_parser("strength", help="stiffness and fracture load under a load case",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("mesh", help="mesh file (tet4/tet10/hex8; mm)")
+    p.add_argument("--case", required=True, choices=sorted(CASES), help="load case")
+    src = p.add_argument_group("modulus (exactly one)")
+    src.add_argument("--E-field", dest="E_field", help="cell-data field with E in MPa")
+    src.add_argument("--E", type=float, help="one modulus for all elements, MPa")
+    src.add_argument("--density-field", dest="density_field",
+                     help="cell-data field with apparent density, g/cm³ (needs --law)")
+    src.add_argument("--law", help="density→modulus law: morgan-femoral-neck, morgan-pooled, "
+                                   "..., or power:A,B")
+    p.add_argument("--nu", type=float, default=0.3, help="Poisson's ratio (default 0.3)")
+    p.add_argument("--method", default="pistoia,strain-limit",
+                   help="comma list of pistoia, pistoia-smooth, strain-limit, nonlinear, or 'all' "
+                        "(default pistoia,strain-limit)")
+    p.add_argument("--body-weight-kg", type=float, default=70.0,
+                   help="body weight for loads in multiples of body weight (default 70 kg)")
+    sets = p.add_argument_group("node-set names (point-data masks) if not the standard ones")
+    sets.add_argument("--head", help="femoral head set (default head_contact)")
+    sets.add_argument("--trochanter", help="greater trochanter set (default trochanter_lateral)")
+    sets.add_argument("--distal", help="distal cut set (default distal_cut)")
+    sets.add_argument("--superior", help="superior endplate / top face set")
+    sets.add_argument("--inferior", help="inferior endplate / bottom face set")
+    pose = p.add_argument_group("pose")
+    pose.add_argument("--adduction", type=float, default=10.0, help="sideways fall: shaft adduction, ° (10)")
+    pose.add_argument("--internal-rotation", type=float, default=15.0,
+                      help="sideways fall: internal rotation, ° (15)")
+    pose.add_argument("--angle", type=float, default=20.0, help="stance: load angle to the shaft, ° (20)")
+    pose.add_argument("--axis", default="z", choices=list("xyz"), help="compression: load axis (z)")
+    p.add_argument("--json", type=Path, help="write the results as JSON")
+    p.add_argument("--out", type=Path, help="folder for fields (VTU) and the load–displacement curve")
+    p.set_defaults(func=run)
+
+
+def _case(args):
+    from ..strength import sideways_fall, stance, uniaxial_compression, vertebral_compression
+
+    if args.case == "sideways-fall":
+        return sideways_fall(args.adduction, args.internal_rotation,
+                             head=args.head or "head_contact",
+                             trochanter=args.trochanter or "trochanter_lateral",
+                             distal=args.distal or "distal_cut")
+    if args.case == "stance":
+        return stance(args.angle, head=args.head or "head_contact", distal=args.distal or "distal_cut")
+    if args.case == "vertebral-compression":
+        return vertebral_compression(superior=args.superior or "endplate_superior",
+                                     inferior=args.inferior or "endplate_inferior")
+    return uniaxial_compression(args.axis, bottom=args.inferior or "face_min",
+                                top=args.superior or "face_max")
+
+
+def _methods(spec: str) -> tuple[str, ...]:
+    from ..strength import METHODS
+
+    if spec.strip() == "all":
+        return METHODS
+    methods = tuple(m.strip() for m in spec.split(",") if m.strip())
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"--method {spec!r}: unknown method(s) {bad}; use a comma list of "
+                         f"{', '.join(METHODS)} or 'all'")
+    return methods
+
+
+def _write_outputs(out: Path, mesh, result) -> list[str]:
+    from ..mesh.io import write_mesh
+
+    out.mkdir(parents=True, exist_ok=True)
+    cell = result.fields.as_cell_data()
+    cell["effective_strain"] = result.effective_strain
+    if result.curve is not None:
+        cell["damage"] = result.curve.damage_at_ultimate
+    for method, ids in result.failed_elements.items():
+        mask = np.zeros(mesh.n_elements, dtype=np.int8)
+        mask[ids] = 1
+        cell[f"failed_{method.replace('-', '_')}"] = mask
+    written = [str(write_mesh(out / "strength.vtu", mesh, point_data={"displacement_mm": result.u},
+                              cell_data=cell))]
+    if result.curve is not None:
+        csv = out / "load_displacement.csv"
+        np.savetxt(csv, np.c_[result.curve.displacement_mm, result.curve.force_N], delimiter=",",
+                   header="displacement_mm,force_N", comments="")
+        written.append(str(csv))
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            log.warning("matplotlib missing: no load–displacement PNG (pip install febone[viz])")
+        else:
+            fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+            ax.plot(result.curve.displacement_mm, result.curve.force_N, "o-", ms=3)
+            ax.axhline(result.curve.ultimate_load_N, ls="--", c="grey", lw=0.8)
+            ax.set_xlabel("displacement (mm)")
+            ax.set_ylabel("force (N)")
+            ax.set_title(f"{result.case.name}: ultimate {result.curve.ultimate_load_N:.0f} N")
+            fig.tight_layout()
+            fig.savefig(out / "load_displacement.png")
+            plt.close(fig)
+            written.append(str(out / "load_displacement.png"))
+    return written
+
+
+def run(args) -> int:
+    import febone as fb
+    from ..strength import strength
+    from .solve import _moduli
+
+    start = time.perf_counter()
+    methods = _methods(args.method)
+    if not args.body_weight_kg > 0:
+        raise ValueError(f"--body-weight-kg must be positive; got {args.body_weight_kg}")
+    mesh = fb.read_mesh(args.mesh)
+    E, source = _moduli(mesh, args)
+    density = None
+    if args.density_field is not None:
+        density = np.asarray(mesh.cell_data[args.density_field], float).reshape(-1)
+    case = _case(args)
+
+    def progress(d, F):
+        print(f"\r  nonlinear: {d:6.3f} mm  {F:9.1f} N", end="", file=sys.stderr, flush=True)
+
+    result = strength(mesh, case, E, nu=args.nu, methods=methods, density=density,
+                      progress=progress if "nonlinear" in methods else None)
+    if "nonlinear" in methods:
+        print(file=sys.stderr)
+    out = result.summary()
+    bw = args.body_weight_kg * _G
+    out.update(mesh=str(args.mesh), modulus_source=source, body_weight_N=bw,
+               fracture_load_BW={k: v / bw for k, v in result.fracture_load_N.items()},
+               wall_seconds=time.perf_counter() - start)
+    if args.out:
+        out["files"] = _write_outputs(args.out, mesh, result)
+    print(f"{case.name}: {case.description}")
+    print(f"  stiffness        {result.stiffness_N_per_mm:12.1f} N/mm   ({mesh.n_dofs} dofs, "
+          f"{result.iterations} CG iterations, {result.solve_seconds:.2f} s, {result.device})")
+    for k, v in result.fracture_load_N.items():
+        print(f"  fracture load    {v:12.1f} N      ({v / bw:5.2f} × body weight)   [{k}]")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0

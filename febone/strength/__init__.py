@@ -1,0 +1,15 @@
+"""Whole-bone strength: load cases, stiffness, linear and nonlinear fracture loads."""
+from .analysis import METHODS, StrengthResult, strength
+from .criteria import Pistoia, StrainLimits, effective_strain, failure_load, strain_limit_ratio
+from .loadcases import (CASES, LoadCase, Support, rotation, sideways_fall, stance,
+                        uniaxial_compression, vertebral_compression)
+from .nonlinear import FailureCurve, ProgressiveFailure, progressive_failure, secant_ratio
+from .quantile import exceedance_quantile, soft_exceedance_quantile
+from .surrogate import fracture_load_surrogate
+
+__all__ = ["strength", "StrengthResult", "METHODS", "Pistoia", "StrainLimits",
+           "effective_strain", "failure_load", "strain_limit_ratio", "CASES", "LoadCase",
+           "Support", "rotation", "sideways_fall", "stance", "uniaxial_compression",
+           "vertebral_compression", "FailureCurve", "ProgressiveFailure", "progressive_failure",
+           "secant_ratio", "exceedance_quantile", "soft_exceedance_quantile",
+           "fracture_load_surrogate"]

@@ -1,0 +1,161 @@
+"""``strength()``: stiffness and fracture load of a bone under a load case."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..device import device_description
+from ..fe.model import FEModel
+from ..fe.post import ElementFields, element_fields, reaction_forces
+from ..material.elastic import LinearElastic
+from ..mesh.mesh import Mesh
+from ..mesh.nodesets import node_set
+from ..solve.linear import solve
+from ..solve.pcg import PCG
+from .criteria import Pistoia, StrainLimits, effective_strain, failure_load, strain_limit_ratio
+from .loadcases import LoadCase
+from .nonlinear import FailureCurve, ProgressiveFailure, progressive_failure
+
+__all__ = ["strength", "StrengthResult", "METHODS"]
+
+METHODS = ("pistoia", "pistoia-smooth", "strain-limit", "nonlinear")
+
+
+@dataclass(frozen=True)
+class StrengthResult:
+    """Stiffness and fracture loads of one load case.
+
+    Attributes:
+        case: the :class:`LoadCase`.
+        stiffness_N_per_mm: force / displacement of the linear solve.
+        fracture_load_N: {method: load in N} for the methods run.
+        failure_region: {method: summary} with element count, volume (mm³), centroid
+            (mm, unposed frame) and the share of each ``region_*`` cell set.
+        u: (n_nodes, 3) displacement of the linear solve at ``case.displacement_mm``, mm,
+            in the posed frame.
+        fields: :class:`ElementFields` of the linear solve.
+        effective_strain: (n_elements,) √(2·SED/E) at the linear load.
+        curve: :class:`FailureCurve` of the nonlinear analysis, if run.
+        n_dofs, iterations, solve_seconds, device: solver figures of the linear solve.
+    """
+
+    case: LoadCase
+    stiffness_N_per_mm: float
+    fracture_load_N: dict
+    failure_region: dict
+    u: np.ndarray
+    fields: ElementFields
+    effective_strain: np.ndarray
+    curve: FailureCurve | None
+    n_dofs: int
+    iterations: int
+    solve_seconds: float
+    device: str
+    failed_elements: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-ready summary (the keys of ``febone strength --json``)."""
+        out = {"case": self.case.name, "stiffness_N_per_mm": self.stiffness_N_per_mm,
+               "fracture_load_N": self.fracture_load_N, "failure_region": self.failure_region,
+               "n_dofs": self.n_dofs, "iterations": self.iterations,
+               "solve_seconds": self.solve_seconds, "device": self.device}
+        if self.curve is not None:
+            out["nonlinear"] = {"displacement_mm": self.curve.displacement_mm.tolist(),
+                                "force_N": self.curve.force_N.tolist(),
+                                "peak_reached": self.curve.peak_reached,
+                                "linear_solves": self.curve.iterations}
+        return out
+
+
+def _region_summary(mesh: Mesh, elements: np.ndarray, volumes: np.ndarray) -> dict:
+    centroids = mesh.points[mesh.cells[elements]].mean(axis=1)
+    vol = volumes[elements]
+    summary = {"elements": int(elements.size), "volume_mm3": float(vol.sum()),
+               "centroid_mm": (vol @ centroids / max(vol.sum(), 1e-300)).tolist()}
+    shares = {}
+    for name, mask in mesh.cell_data.items():
+        if name.startswith("region_"):
+            inside = np.asarray(mask).reshape(-1)[elements] != 0
+            shares[name[len("region_"):]] = float(vol[inside].sum() / max(vol.sum(), 1e-300))
+    if shares:
+        summary["region_share"] = shares
+    return summary
+
+
+def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
+             methods=("pistoia", "pistoia-smooth", "strain-limit"),
+             pistoia: Pistoia = Pistoia(), limits: StrainLimits = StrainLimits(),
+             nonlinear: ProgressiveFailure = ProgressiveFailure(), density=None,
+             tissue_volume=None, solver: PCG | None = None, preconditioner=None,
+             progress=None) -> StrengthResult:
+    """Stiffness and fracture load of ``mesh`` under ``case``.
+
+    Args:
+        mesh: the bone (its own frame; the case poses it).
+        case: :class:`LoadCase`.
+        E: (n_elements,) Young's moduli, MPa.
+        nu: Poisson's ratio.
+        methods: any of :data:`METHODS`.
+        pistoia, limits, nonlinear: criterion settings.
+        density: (n_elements,) apparent density, g/cm³ (density-dependent yield strains).
+        tissue_volume: (n_elements,) mm³ weights of the linear criteria (default: element
+            volumes, i.e. continuum tissue; pass BV/TV × volume for porous elements).
+        solver, preconditioner: passed to :func:`febone.solve`.
+        progress: callable(displacement_mm, force_N) for the nonlinear analysis.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown strength method(s) {unknown}; choose from {list(METHODS)}")
+    posed = case.posed(mesh)
+    model = FEModel.from_mesh(posed)
+    mat = LinearElastic.create(E, nu, mesh.n_elements)
+    bcs = case.boundary_conditions(posed)
+    t0 = time.perf_counter()
+    sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner)
+    solve_seconds = time.perf_counter() - t0
+    reactions = reaction_forces(model, mat, bcs, sol.u)
+    force = float(case.measured_force(reactions, posed))
+    if not force > 0:
+        raise ValueError(f"load case {case.name}: the measured force is {force:.4g} N (not "
+                         f"resisting the applied displacement); check the node sets and the pose")
+    fields = element_fields(model, mat, sol.u)
+    volumes = np.asarray(model.volumes)
+    weights = jnp.asarray(volumes if tissue_volume is None else tissue_volume)
+    eff = effective_strain(fields.sed, mat.E)
+    ratio = strain_limit_ratio(fields.principal_strain, limits)
+    loads, regions, failed = {}, {}, {}
+
+    def record(method, load, measure, critical):
+        loads[method] = float(load)
+        # elements beyond the critical value at the failure load
+        exceed = np.flatnonzero(np.asarray(measure) * float(load) / force >= critical * (1 - 1e-12))
+        failed[method] = exceed
+        regions[method] = _region_summary(mesh, exceed, volumes)
+
+    if "pistoia" in methods:
+        record("pistoia", failure_load(force, eff, weights, pistoia.critical_strain,
+                                       pistoia.fraction), eff, pistoia.critical_strain)
+    if "pistoia-smooth" in methods:
+        record("pistoia-smooth", failure_load(force, eff, weights, pistoia.critical_strain,
+                                              pistoia.fraction, smooth=True),
+               eff, pistoia.critical_strain)
+    if "strain-limit" in methods:
+        record("strain-limit", failure_load(force, ratio, weights, 1.0, limits.fraction), ratio, 1.0)
+    curve = None
+    if "nonlinear" in methods:
+        unit = case.boundary_conditions(posed, displacement_mm=1.0)
+        curve = progressive_failure(
+            model, mat.E, nu, unit, lambda r: case.measured_force(r, posed), settings=nonlinear,
+            density=density, preconditioner=preconditioner, progress=progress)
+        loads["nonlinear"] = curve.ultimate_load_N
+        yielded = np.flatnonzero(curve.damage_at_ultimate > 0)
+        failed["nonlinear"] = yielded
+        regions["nonlinear"] = {**_region_summary(mesh, yielded, volumes),
+                                "first_yield": _region_summary(mesh, curve.first_yield, volumes),
+                                "peak_reached": curve.peak_reached}
+    return StrengthResult(case, force / case.displacement_mm, loads, regions, np.asarray(sol.u),
+                          fields, np.asarray(eff), curve, model.n_dofs, int(sol.stats.iterations),
+                          solve_seconds, sol.stats.device, failed)
