@@ -76,8 +76,11 @@ def read_mesh(path, *, validate: bool = True) -> Mesh:
         raise FileNotFoundError(f"mesh file {str(path)!r} does not exist")
     try:
         m = meshio.read(path)
-    except meshio.ReadError as err:
-        raise MeshError(f"could not read {str(path)!r}: {err}") from err
+    except (meshio.ReadError, SystemExit, KeyError, ValueError, IndexError) as err:
+        # meshio calls sys.exit() on some unreadable files: turn that into an exception
+        raise MeshError(f"could not read mesh file {str(path)!r} ({type(err).__name__}: {err}); "
+                        f"check that it is a complete {path.suffix or 'mesh'} file meshio can "
+                        f"read (VTU, XDMF, Gmsh .msh, Abaqus .inp, ...)") from None
     return from_meshio(m, validate=validate)
 
 
@@ -85,7 +88,8 @@ def write_mesh(path, mesh: Mesh, point_data=None, cell_data=None) -> Path:
     """Write the mesh with extra fields; the format follows the file extension.
 
     Formats without general field support (Gmsh, Abaqus) get geometry only. XDMF is
-    written with XML-embedded data so no HDF5 library is needed.
+    written with XML-embedded data (meshio still imports h5py, a core dependency); 8-bit and
+    boolean arrays are widened to int32, which XDMF can describe.
     """
     import meshio
 
@@ -99,6 +103,12 @@ def write_mesh(path, mesh: Mesh, point_data=None, cell_data=None) -> Path:
             meshio.write(path, m, file_format="gmsh22", binary=False)
             return path
     if suffix in (".xdmf", ".xmf"):
+        def widen(a):
+            a = np.asarray(a)
+            return a.astype(np.int32) if a.dtype.itemsize == 1 or a.dtype == bool else a
+
+        m.point_data = {k: widen(v) for k, v in m.point_data.items()}
+        m.cell_data = {k: [widen(b) for b in v] for k, v in m.cell_data.items()}
         meshio.xdmf.write(path, m, data_format="XML")
         return path
     meshio.write(path, m)

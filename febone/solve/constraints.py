@@ -7,8 +7,6 @@ from ..mesh.topology import connected_components
 
 __all__ = ["UnderConstrainedError", "check_constraints"]
 
-_MODE_NAMES = ["translation along x", "translation along y", "translation along z",
-               "rotation about x", "rotation about y", "rotation about z"]
 
 
 class UnderConstrainedError(ValueError):
@@ -29,9 +27,20 @@ def _rigid_modes(points: np.ndarray) -> np.ndarray:
     return modes
 
 
+def _direction(v: np.ndarray) -> str:
+    v = v / np.linalg.norm(v)
+    k = int(np.argmax(np.abs(v)))
+    if abs(v[k]) > 0.99:
+        return "xyz"[k]
+    return "(" + ", ".join(f"{c:.2f}" for c in v) + ")"
+
+
 def _describe(vec: np.ndarray) -> str:
-    k = int(np.argmax(np.abs(vec)))
-    return _MODE_NAMES[k]
+    """Name a free rigid motion (6-vector of translation and rotation amplitudes)."""
+    trans, rot = vec[:3], vec[3:]
+    if np.linalg.norm(rot) > 1e-6 * np.linalg.norm(vec):
+        return f"rotation about an axis along {_direction(rot)}"
+    return f"translation along {_direction(trans)}"
 
 
 def check_constraints(points: np.ndarray, cells: np.ndarray, fixed: np.ndarray) -> None:
@@ -52,7 +61,7 @@ def check_constraints(points: np.ndarray, cells: np.ndarray, fixed: np.ndarray) 
         modes = _rigid_modes(points[nodes])  # (n, 3, 6)
         rows = modes[fixed[nodes]]  # (n_fixed_dofs, 6)
         if rows.shape[0] == 0:
-            free = list(_MODE_NAMES)
+            free = ["translation and rotation in every direction (no support at all)"]
         else:
             s, vt = np.linalg.svd(rows, full_matrices=True)[1:]
             s = np.concatenate([s, np.zeros(6 - len(s))])
