@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "run", "SpecError", "parse_fix", "parse_vector", "solve_file"]
+__all__ = ["register", "run", "SpecError", "parse_fix", "parse_vector", "solve_file", "moduli_from_args"]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _cell_field(mesh, name: str, option: str, what: str) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _moduli(mesh, args) -> tuple[np.ndarray, str]:
+def moduli_from_args(mesh, args) -> tuple[np.ndarray, str]:
     """(n_elements,) E in MPa and a description of where it came from."""
     given = [o for o, v in (("--E-field", args.E_field), ("--E", args.E),
                             ("--density-field", args.density_field)) if v is not None]
@@ -160,7 +160,7 @@ def solve_file(args) -> dict:
         raise ValueError(f"--rtol must lie in (0, 1); got {args.rtol}")
 
     mesh = fb.read_mesh(args.mesh)
-    E, source = _moduli(mesh, args)
+    E, source = moduli_from_args(mesh, args)
     material = fb.LinearElastic.create(E, nu=args.nu, n_elements=mesh.n_elements)
 
     bcs = fb.BoundaryConditions.empty(mesh.n_nodes)

@@ -132,14 +132,14 @@ def _write_outputs(out: Path, mesh, result) -> list[str]:
 def run(args) -> int:
     import febone as fb
     from ..strength import strength
-    from .solve import _moduli
+    from .solve import moduli_from_args
 
     start = time.perf_counter()
     methods = _methods(args.method)
     if not args.body_weight_kg > 0:
         raise ValueError(f"--body-weight-kg must be positive; got {args.body_weight_kg}")
     mesh = fb.read_mesh(args.mesh)
-    E, source = _moduli(mesh, args)
+    E, source = moduli_from_args(mesh, args)
     density = None
     if args.density_field is not None:
         density = np.asarray(mesh.cell_data[args.density_field], float).reshape(-1)
