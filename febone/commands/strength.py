@@ -54,6 +54,9 @@ def register(sub) -> None:
                       help="sideways fall: internal rotation, ° (15)")
     pose.add_argument("--angle", type=float, default=20.0, help="stance: load angle to the shaft, ° (20)")
     pose.add_argument("--axis", default="z", choices=list("xyz"), help="compression: load axis (z)")
+    p.add_argument("--max-displacement", type=float, dest="max_displacement",
+                   help="nonlinear: largest applied displacement, mm (default: 10 × the "
+                        "displacement at first yield)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     p.add_argument("--out", type=Path, help="folder for fields (VTU) and the load–displacement curve")
     p.set_defaults(func=run)
@@ -148,7 +151,10 @@ def run(args) -> int:
     def progress(d, F):
         print(f"\r  nonlinear: {d:6.3f} mm  {F:9.1f} N", end="", file=sys.stderr, flush=True)
 
+    from ..strength import ProgressiveFailure
+
     result = strength(mesh, case, E, nu=args.nu, methods=methods, density=density,
+                      nonlinear=ProgressiveFailure(max_displacement_mm=args.max_displacement),
                       progress=progress if "nonlinear" in methods else None)
     if "nonlinear" in methods:
         print(file=sys.stderr)

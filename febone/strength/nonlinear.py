@@ -52,7 +52,10 @@ class ProgressiveFailure:
         softening_start: κ_s, strain ratio where softening begins (3.0).
         softening: S, softening slope / E (0.25).
         residual: r, residual stress ratio σ/σ_y after softening (0.1).
-        max_displacement_mm: stop when this displacement is reached.
+        max_displacement_mm: stop when this displacement is reached; ``None`` (default)
+            means ``auto_range`` × the displacement at which the linear model first yields.
+        auto_range: multiple of the first-yield displacement used when
+            ``max_displacement_mm`` is None (10).
         increments: initial number of equal displacement increments up to the maximum.
         min_increment_fraction: smallest increment as a fraction of the initial one.
         stop_ratio: stop once the load falls below this fraction of the peak.
@@ -69,7 +72,8 @@ class ProgressiveFailure:
     softening_start: float = 3.0
     softening: float = 0.25
     residual: float = 0.1
-    max_displacement_mm: float = 3.0
+    max_displacement_mm: float | None = None
+    auto_range: float = 10.0
     increments: int = 30
     min_increment_fraction: float = 1.0 / 64
     stop_ratio: float = 0.8
@@ -78,13 +82,15 @@ class ProgressiveFailure:
     rtol: float = 1e-8
 
     def __post_init__(self):
-        for name in ("yield_tension", "yield_compression", "max_displacement_mm", "rho_ref"):
+        for name in ("yield_tension", "yield_compression", "rho_ref", "auto_range"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ProgressiveFailure.{name} must be positive; got {getattr(self, name)}")
         if not self.softening_start >= 1:
             raise ValueError("softening_start (κ_s) must be ≥ 1 (softening cannot start before yield)")
         if not (0 < self.residual < 1):
             raise ValueError(f"residual stress ratio must lie in (0, 1); got {self.residual}")
+        if self.max_displacement_mm is not None and not self.max_displacement_mm > 0:
+            raise ValueError(f"max_displacement_mm must be positive; got {self.max_displacement_mm}")
         if self.increments < 2:
             raise ValueError("increments must be ≥ 2")
 
@@ -155,7 +161,12 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
     eps_t, eps_c = p.yield_tension * scale, p.yield_compression * scale
     solver = PCG(rtol=p.rtol)
     ratio_fn = jax.jit(_strain_ratio)
-    step0 = p.max_displacement_mm / p.increments
+    max_d = p.max_displacement_mm
+    if max_d is None:  # scale-free default: a multiple of the linear first-yield displacement
+        u1 = solve(model, LinearElastic(E, nu), bcs_unit, solver=solver,
+                   preconditioner=preconditioner).u
+        max_d = p.auto_range / float(jnp.max(ratio_fn(model, E, nu, u1, eps_t, eps_c)))
+    step0 = max_d / p.increments
     kappa = jnp.zeros(model.n_elements, E.dtype)
     u = jnp.zeros((model.n_nodes, 3), E.dtype)
     disp, force = [0.0], [0.0]
@@ -164,8 +175,8 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
     first_yield = np.zeros(0, dtype=np.int64)
     d_now, step, solves = 0.0, step0, 0
     base_values = np.asarray(bcs_unit.values)
-    while d_now < p.max_displacement_mm - 1e-12 and step >= step0 * p.min_increment_fraction:
-        target = min(d_now + step, p.max_displacement_mm)
+    while d_now < max_d * (1 - 1e-12) and step >= step0 * p.min_increment_fraction:
+        target = min(d_now + step, max_d)
         bcs = BoundaryConditions(bcs_unit.fixed, base_values * target, bcs_unit.forces)
         k_iter, u_iter, settled = kappa, u * (target / max(d_now, 1e-300)) if d_now > 0 else u, False
         for _ in range(p.max_fixed_point):
