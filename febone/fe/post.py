@@ -61,6 +61,7 @@ def von_mises(sig: jax.Array) -> jax.Array:
     return jnp.sqrt(1.5 * jnp.sum(dev * dev, axis=(-2, -1)))
 
 
+@jax.jit
 def element_fields(model: FEModel, material: LinearElastic, u: jax.Array) -> ElementFields:
     """Strain, stress, von Mises, principal values and SED per element for displacements u (mm)."""
     eps_q = strain(model, u)
@@ -73,6 +74,7 @@ def element_fields(model: FEModel, material: LinearElastic, u: jax.Array) -> Ele
                          jnp.linalg.eigvalsh(sig)[:, ::-1], sed)
 
 
+@jax.jit
 def reaction_forces(model: FEModel, material: LinearElastic, bcs: BoundaryConditions,
                     u: jax.Array) -> jax.Array:
     """(n_nodes, 3) reaction forces K u − f_ext, N (nonzero only where displacement is

@@ -123,11 +123,18 @@ def solve(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, *,
                 raise ConvergenceError(
                     f"CG broke down after {int(info.iterations)} iterations (pᵀKp ≤ 0): the "
                     f"stiffness is singular or indefinite; check supports and moduli")
+            cap = solver.iteration_cap
+            if int(info.iterations) < cap:
+                hint = (f"CG stalled before its iteration cap, so rtol {solver.rtol:g} is below "
+                        f"the accuracy this {dtype} problem can reach; loosen rtol (e.g. "
+                        f"{10 * solver.rtol:g}) or use float64")
+            else:
+                hint = ("raise PCG(max_iter=...), use a stronger preconditioner (e.g. "
+                        "febone.solve.amg.AMG), or check for nearly disconnected regions and "
+                        "extreme modulus contrast")
             raise ConvergenceError(
                 f"CG did not converge: relative residual {float(info.residual):.3e} > rtol "
-                f"{solver.rtol:g} after {int(info.iterations)} iterations; raise "
-                f"PCG(max_iter=...), loosen rtol, or check for nearly disconnected regions and "
-                f"extreme modulus contrast")
+                f"{solver.rtol:g} after {int(info.iterations)} iterations; {hint}")
     stats = SolveStats(info.iterations, info.residual, info.converged, info.breakdown, seconds,
                        device_description(), str(dtype))
     return Solution(u, stats)
