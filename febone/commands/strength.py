@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--body-weight-kg", type=float, default=70.0,
                    help="body weight for loads in multiples of body weight (default 70 kg)")
     sets = p.add_argument_group("node-set names (point-data masks) if not the standard ones")
-    sets.add_argument("--head", help="femoral head set (default head_contact)")
+    sets.add_argument("--head", help="femoral head set (default head_medial for sideways fall, head_contact for stance)")
     sets.add_argument("--trochanter", help="greater trochanter set (default trochanter_lateral)")
     sets.add_argument("--distal", help="distal cut set (default distal_cut)")
     sets.add_argument("--superior", help="superior endplate / top face set")
@@ -67,7 +67,7 @@ def _case(args):
 
     if args.case == "sideways-fall":
         return sideways_fall(args.adduction, args.internal_rotation,
-                             head=args.head or "head_contact",
+                             head=args.head or "head_medial",
                              trochanter=args.trochanter or "trochanter_lateral",
                              distal=args.distal or "distal_cut")
     if args.case == "stance":

@@ -7,7 +7,8 @@ displacement is the prescribed one; stiffness = |force| / displacement.
 
 Standard orientation of febone's bundled bones (see ``meshes/README.md``): mm, shaft /
 body axis along +z (proximal/superior up). Node sets are point-data masks (1 = member):
-femur ``head_contact``, ``trochanter_lateral``, ``distal_cut``; vertebra
+femur ``head_contact`` (stance contact cap), ``head_medial`` (sideways-fall support),
+``trochanter_lateral``, ``distal_cut``; vertebra
 ``endplate_superior``, ``endplate_inferior``. Any mesh with masks of other names works by
 passing the names explicitly.
 """
@@ -120,7 +121,7 @@ class LoadCase:
 
 
 def sideways_fall(adduction_deg: float = 10.0, internal_rotation_deg: float = 15.0, *,
-                  head: str = "head_contact", trochanter: str = "trochanter_lateral",
+                  head: str = "head_medial", trochanter: str = "trochanter_lateral",
                   distal: str = "distal_cut") -> LoadCase:
     """Sideways fall on the greater trochanter (Keyak/Dall'Ara-type configuration).
 
