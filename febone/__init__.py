@@ -9,13 +9,13 @@ from .fe import (BoundaryConditions, ElementFields, FEModel, element_fields, rea
 from .material import LinearElastic, PowerLaw, density_law, hu_to_density
 from .mesh import (Mesh, box_mesh, node_set, nodes_in_box, nodes_on_plane, nodes_where, read_mesh,
                    surface_node_set, write_mesh)
-from .solve import PCG, ConvergenceError, Solution, SolveStats, UnderConstrainedError, solve
+from .solve import AMG, PCG, ConvergenceError, Solution, SolveStats, UnderConstrainedError, solve
 
 __version__ = "0.1.0"
 
 __all__ = ["Mesh", "read_mesh", "write_mesh", "box_mesh", "node_set", "nodes_in_box",
            "nodes_on_plane", "nodes_where", "surface_node_set", "FEModel", "BoundaryConditions",
            "surface_load", "LinearElastic", "PowerLaw", "density_law", "hu_to_density", "solve",
-           "PCG", "Solution", "SolveStats", "ConvergenceError", "UnderConstrainedError",
+           "PCG", "AMG", "Solution", "SolveStats", "ConvergenceError", "UnderConstrainedError",
            "ElementFields", "element_fields", "reaction_forces", "device_description",
            "runtime_info", "__version__"]

@@ -41,6 +41,8 @@ def register(sub) -> None:
     p.add_argument("--method", default="pistoia,strain-limit",
                    help="fracture-load methods (see febone strength; default pistoia,strain-limit)")
     p.add_argument("--body-weight-kg", type=float, default=70.0, help="body weight, kg (70)")
+    p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
+                   help="CG preconditioner (default auto: AMG when pyamg is installed)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     p.add_argument("--out", type=Path, help="folder for the VTU fields of each load case")
     p.set_defaults(func=run)
@@ -84,7 +86,8 @@ def run(args) -> int:
     for name in cases:
         case = CASES[name]()
         print(f"  {name}: solving ...", file=sys.stderr, flush=True)
-        res = strength(mesh, case, E, nu=args.nu, methods=methods, density=rho)
+        res = strength(mesh, case, E, nu=args.nu, methods=methods, density=rho,
+                       preconditioner=args.preconditioner)
         entry = res.summary()
         entry["fracture_load_BW"] = {k: v / bw for k, v in res.fracture_load_N.items()}
         if args.out:

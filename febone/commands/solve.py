@@ -173,7 +173,10 @@ def solve_file(args) -> dict:
 
     model = fb.FEModel.from_mesh(mesh)
     solver = fb.PCG(rtol=args.rtol, max_iter=args.max_iter)
-    sol = fb.solve(model, material, bcs, solver=solver)
+    from ..solve.amg import make_preconditioner
+
+    pre = make_preconditioner(args.preconditioner, model, material, bcs)
+    sol = fb.solve(model, material, bcs, solver=solver, preconditioner=pre)
     r = np.asarray(fb.reaction_forces(model, material, bcs, sol.u))
     u = np.asarray(sol.u)
 
@@ -193,6 +196,7 @@ def solve_file(args) -> dict:
         "E_range_MPa": [float(E.min()), float(E.max())],
         "nu": float(args.nu),
         "rtol": float(args.rtol),
+        "preconditioner": "jacobi" if pre is None else "amg",
         "iterations": int(st.iterations),
         "residual": float(st.residual),
         "converged": bool(st.converged),
@@ -213,7 +217,7 @@ def _summary(res: dict) -> str:
         f"{res['n_elements']} elements, {res['n_dofs']} dofs",
         f"material  E from {res['modulus_source']} ({res['E_range_MPa'][0]:.6g} to "
         f"{res['E_range_MPa'][1]:.6g} MPa), nu = {res['nu']:g}",
-        f"solver    PCG (Jacobi), rtol {res['rtol']:g}: "
+        f"solver    PCG ({res['preconditioner']}), rtol {res['rtol']:g}: "
         f"{'converged' if res['converged'] else 'NOT converged'} in {res['iterations']} "
         f"iterations, relative residual {res['residual']:.2e}",
         f"          {res['solve_seconds']:.2f} s solve (incl. compilation), "
@@ -278,6 +282,9 @@ def register(subparsers) -> None:
                    help="total force on a node set in N, shared equally by its nodes (repeatable)")
     p.add_argument("--rtol", type=float, default=1e-8,
                    help="CG relative residual tolerance (default 1e-8)")
+    p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
+                   help="CG preconditioner: amg (smoothed aggregation, needs pyamg), jacobi, or "
+                        "auto = amg when pyamg is installed (default)")
     p.add_argument("--max-iter", dest="max_iter", type=int, default=None,
                    help="CG iteration cap (default 20000)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")

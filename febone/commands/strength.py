@@ -57,6 +57,8 @@ def register(sub) -> None:
     p.add_argument("--max-displacement", type=float, dest="max_displacement",
                    help="nonlinear: largest applied displacement, mm (default: 10 × the "
                         "displacement at first yield)")
+    p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
+                   help="CG preconditioner (default auto: AMG when pyamg is installed)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     p.add_argument("--out", type=Path, help="folder for fields (VTU) and the load–displacement curve")
     p.set_defaults(func=run)
@@ -154,6 +156,7 @@ def run(args) -> int:
     from ..strength import ProgressiveFailure
 
     result = strength(mesh, case, E, nu=args.nu, methods=methods, density=density,
+                      preconditioner=args.preconditioner,
                       nonlinear=ProgressiveFailure(max_displacement_mm=args.max_displacement),
                       progress=progress if "nonlinear" in methods else None)
     if "nonlinear" in methods:

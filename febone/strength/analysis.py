@@ -89,7 +89,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
              methods=("pistoia", "pistoia-smooth", "strain-limit"),
              pistoia: Pistoia = Pistoia(), limits: StrainLimits = StrainLimits(),
              nonlinear: ProgressiveFailure = ProgressiveFailure(), density=None,
-             tissue_volume=None, solver: PCG | None = None, preconditioner=None,
+             tissue_volume=None, solver: PCG | None = None, preconditioner="auto",
              progress=None) -> StrengthResult:
     """Stiffness and fracture load of ``mesh`` under ``case``.
 
@@ -103,7 +103,10 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
         density: (n_elements,) apparent density, g/cm³ (density-dependent yield strains).
         tissue_volume: (n_elements,) mm³ weights of the linear criteria (default: element
             volumes, i.e. continuum tissue; pass BV/TV × volume for porous elements).
-        solver, preconditioner: passed to :func:`febone.solve`.
+        solver: passed to :func:`febone.solve`.
+        preconditioner: ``"auto"`` (AMG when pyamg is installed), ``"amg"``, ``"jacobi"``,
+            or a preconditioner object for :func:`febone.solve`; a named one is built once for
+            the posed model and reused by every solve of the analysis.
         progress: callable(displacement_mm, force_N) for the nonlinear analysis.
     """
     unknown = [m for m in methods if m not in METHODS]
@@ -113,6 +116,10 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
     model = FEModel.from_mesh(posed)
     mat = LinearElastic.create(E, nu, mesh.n_elements)
     bcs = case.boundary_conditions(posed)
+    if isinstance(preconditioner, str):
+        from ..solve.amg import make_preconditioner
+
+        preconditioner = make_preconditioner(preconditioner, model, mat, bcs)
     t0 = time.perf_counter()
     sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner)
     solve_seconds = time.perf_counter() - t0
