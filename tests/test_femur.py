@@ -92,10 +92,13 @@ def test_two_tolerances_agree(femur):
     # CG stopped at relative residual 1e-6 vs 1e-9: the displacement error is at most the
     # condition number times the residual; we allow 100 × 1e-6 of the peak displacement
     np.testing.assert_allclose(u6, u9, atol=1e-4 * np.abs(u9).max())
-    # reactions are energy-like and converge faster; 1e-5 is 10 × the looser rtol
-    r6 = femur["cli"]["reactions_N"][TROCH]
-    np.testing.assert_allclose(r6, _set_sum(mesh, femur["r9"], TROCH),
-                               rtol=0, atol=1e-5 * abs(r6[0]))
+    # reactions are energy-like and converge faster; 1e-5 is 10 × the looser rtol. Only x
+    # and y are prescribed at the trochanter: its z "reaction" is the CG residual summed over
+    # the set (free dofs), so it is bounded by the looser solve's residual instead
+    r6 = np.asarray(femur["cli"]["reactions_N"][TROCH])
+    r9 = _set_sum(mesh, femur["r9"], TROCH)
+    np.testing.assert_allclose(r6[:2], r9[:2], rtol=0, atol=1e-5 * abs(r6[0]))
+    assert abs(r6[2] - r9[2]) < 1e-4 * abs(r6[0])
 
 
 def test_result_independent_of_node_numbering(femur):
