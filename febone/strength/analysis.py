@@ -66,7 +66,8 @@ class StrengthResult:
             out["nonlinear"] = {"displacement_mm": self.curve.displacement_mm.tolist(),
                                 "force_N": self.curve.force_N.tolist(),
                                 "peak_reached": self.curve.peak_reached,
-                                "linear_solves": self.curve.iterations}
+                                "linear_solves": self.curve.iterations,
+                                "rejected_increments": self.curve.rejected}
         return out
 
 

@@ -8,10 +8,25 @@ E·g(κ) with the equivalent stress–strain ratio s(κ) = σ/σ_y:
 * 1 < κ ≤ κ_s: yield plateau with hardening H (fraction of E), s = 1 + H(κ − 1);
 * κ > κ_s: linear softening with slope S (fraction of E) down to a residual ratio r.
 
-g(κ) = s(κ)/κ. Damage d = 1 − g is irreversible. At each displacement increment the
-secant moduli are iterated to a fixed point (each solve warm-started, one compilation for
-all); an increment whose iteration does not settle is halved. The load–displacement curve,
-its maximum (the ultimate load) and the elements that yielded first are returned.
+g(κ) = s(κ)/κ. Damage d = 1 − g is irreversible.
+
+Integration: the implicit–explicit (IMPL-EX) scheme of Oliver, Huespe & Cante (2008,
+Comput Methods Appl Mech Eng 197:1865–1889). In each displacement increment the history is
+*extrapolated* linearly from the last two accepted increments, κ̃ = κₙ + (κₙ − κₙ₋₁)·Δdₙ₊₁/Δdₙ,
+the secant moduli E·g(κ̃) are fixed and one linear solve gives the displacement and the
+force; the history is then updated *implicitly*, κₙ₊₁ = max(κₙ, η(uₙ₊₁)). The structural
+problem of each increment is linear and positive definite, so the analysis passes the peak
+and follows the softening branch without the non-convergence of an implicit secant or
+Newton iteration on a softening law (the reason for a stall at the peak). The price is an
+O(Δd) error, controlled here: an increment whose extrapolated and updated secant ratios
+differ by more than ``stiffness_tol`` in any element is halved (down to
+``min_increment_fraction`` of the initial increment, where it is accepted), and the
+increment grows again, up to its initial size, after increments with a small error. When κ
+is linear in the applied displacement (a uniform bar, or any elastic state) the
+extrapolation is exact.
+
+The load–displacement curve, its maximum (the ultimate load) and the elements that yielded
+first are returned.
 
 Yield strains: apparent yield strains of trabecular and cortical bone are nearly density
 independent, ≈0.7–0.85 % in compression and ≈0.6–0.7 % in tension (Morgan & Keaveny 2001,
@@ -56,11 +71,12 @@ class ProgressiveFailure:
             means ``auto_range`` × the displacement at which the linear model first yields.
         auto_range: multiple of the first-yield displacement used when
             ``max_displacement_mm`` is None (10).
-        increments: initial number of equal displacement increments up to the maximum.
-        min_increment_fraction: smallest increment as a fraction of the initial one.
+        increments: number of initial-size increments up to the maximum.
+        min_increment_fraction: smallest increment as a fraction of the initial one; an
+            increment this small is accepted whatever its extrapolation error.
         stop_ratio: stop once the load falls below this fraction of the peak.
-        fixed_point_tol: max change of κ between secant iterations to accept an increment.
-        max_fixed_point: secant iterations before an increment is halved.
+        stiffness_tol: largest accepted difference, in any element, between the secant
+            ratio g of the extrapolated history (used in the solve) and of the updated one.
         rtol: linear-solve tolerance.
     """
 
@@ -77,8 +93,7 @@ class ProgressiveFailure:
     increments: int = 30
     min_increment_fraction: float = 1.0 / 64
     stop_ratio: float = 0.8
-    fixed_point_tol: float = 1e-3
-    max_fixed_point: int = 25
+    stiffness_tol: float = 0.05
     rtol: float = 1e-8
 
     def __post_init__(self):
@@ -93,6 +108,12 @@ class ProgressiveFailure:
             raise ValueError(f"max_displacement_mm must be positive; got {self.max_displacement_mm}")
         if self.increments < 2:
             raise ValueError("increments must be ≥ 2")
+        if not (0 < self.min_increment_fraction <= 1):
+            raise ValueError(f"min_increment_fraction must lie in (0, 1]; got {self.min_increment_fraction}")
+        if not (0 < self.stiffness_tol < 1):
+            raise ValueError(f"stiffness_tol must lie in (0, 1), e.g. 0.05; got {self.stiffness_tol}")
+        if not (0 < self.stop_ratio < 1):
+            raise ValueError(f"stop_ratio must lie in (0, 1), e.g. 0.8; got {self.stop_ratio}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +128,8 @@ class FailureCurve:
         damage: (n_elements,) damage 1 − E_sec/E at the end of the analysis.
         damage_at_ultimate: (n_elements,) damage at the ultimate load.
         first_yield: ids of the elements that yielded in the first increment with yield.
-        iterations: total secant iterations (linear solves).
+        iterations: linear solves (accepted and rejected increments).
+        rejected: increments rejected and halved for their extrapolation error.
         peak_reached: whether the force fell below ``stop_ratio`` × its maximum, i.e. the
             ultimate load is a true peak and not just the last increment.
     """
@@ -121,6 +143,7 @@ class FailureCurve:
     first_yield: np.ndarray
     iterations: int
     peak_reached: bool
+    rejected: int = 0
 
 
 def secant_ratio(kappa, p: ProgressiveFailure):
@@ -167,38 +190,42 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
                    preconditioner=preconditioner).u
         max_d = p.auto_range / float(jnp.max(ratio_fn(model, E, nu, u1, eps_t, eps_c)))
     step0 = max_d / p.increments
-    kappa = jnp.zeros(model.n_elements, E.dtype)
+    min_step = step0 * p.min_increment_fraction
+    kappa_prev = kappa = jnp.zeros(model.n_elements, E.dtype)
     u = jnp.zeros((model.n_nodes, 3), E.dtype)
     disp, force = [0.0], [0.0]
     best = (0.0, -np.inf, None)
     peak_reached = False
     first_yield = np.zeros(0, dtype=np.int64)
-    d_now, step, solves = 0.0, step0, 0
+    d_prev, d_now, step, solves, rejected = 0.0, 0.0, step0, 0, 0
     base_values = np.asarray(bcs_unit.values)
-    while d_now < max_d * (1 - 1e-12) and step >= step0 * p.min_increment_fraction:
+    while d_now < max_d * (1 - 1e-12):
         target = min(d_now + step, max_d)
         bcs = BoundaryConditions(bcs_unit.fixed, base_values * target, bcs_unit.forces)
-        k_iter, u_iter, settled = kappa, u * (target / max(d_now, 1e-300)) if d_now > 0 else u, False
-        for _ in range(p.max_fixed_point):
-            E_sec = E * secant_ratio(k_iter, p)
-            u_iter = solve(model, LinearElastic(E_sec, nu), bcs, solver=solver, u0=u_iter,
-                           preconditioner=preconditioner, check_supports=(solves == 0)).u
-            solves += 1
-            k_new = jnp.maximum(kappa, ratio_fn(model, E, nu, u_iter, eps_t, eps_c))
-            change = float(jnp.max(jnp.abs(k_new - k_iter)))
-            k_iter = k_new
-            if change <= p.fixed_point_tol:
-                settled = True
-                break
-        if not settled:
-            step *= 0.5
-            log.info("increment to %.4g mm did not settle; halving to %.4g mm", target, step)
+        # IMPL-EX: extrapolated history for the stiffness (exact if κ is linear in d)
+        rate = (target - d_now) / (d_now - d_prev) if d_now > d_prev else 0.0
+        k_ex = kappa + (kappa - kappa_prev) * rate
+        g_ex = secant_ratio(k_ex, p)
+        mat = LinearElastic(E * g_ex, nu)
+        u_new = solve(model, mat, bcs, solver=solver, u0=u * (target / d_now) if d_now > 0 else u,
+                      preconditioner=preconditioner, check_supports=(solves == 0)).u
+        solves += 1
+        k_new = jnp.maximum(kappa, ratio_fn(model, E, nu, u_new, eps_t, eps_c))
+        err = float(jnp.max(jnp.abs(secant_ratio(k_new, p) - g_ex)))
+        if not np.isfinite(err):
+            raise FloatingPointError(f"progressive failure: non-finite strains at {target:.4g} mm "
+                                     f"(singular secant stiffness?); raise residual")
+        if err > p.stiffness_tol and step > min_step * (1 + 1e-12):
+            step = max(0.5 * step, min_step)
+            rejected += 1
+            log.debug("increment to %.4g mm: stiffness error %.3g; halving to %.4g mm", target, err, step)
             continue
-        E_sec = E * secant_ratio(k_iter, p)
-        F = float(measure_force(reaction_forces(model, LinearElastic(E_sec, nu), bcs, u_iter)))
-        if first_yield.size == 0 and bool(jnp.any(k_iter > 1.0)):
-            first_yield = np.flatnonzero(np.asarray(k_iter) > 1.0)
-        kappa, u, d_now = k_iter, u_iter, target
+        F = float(measure_force(reaction_forces(model, mat, bcs, u_new)))
+        if first_yield.size == 0 and bool(jnp.any(k_new > 1.0)):
+            first_yield = np.flatnonzero(np.asarray(k_new) > 1.0)
+        kappa_prev, kappa, u, d_prev, d_now = kappa, k_new, u_new, d_now, target
+        if err < 0.25 * p.stiffness_tol:
+            step = min(2.0 * step, step0)
         disp.append(target)
         force.append(F)
         if progress is not None:
@@ -209,8 +236,8 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
             peak_reached = True
             break
     if best[2] is None:
-        raise RuntimeError("progressive failure analysis accepted no increment; reduce "
-                           "max_displacement_mm or raise max_fixed_point")
+        raise RuntimeError("progressive failure analysis accepted no increment; check "
+                           "max_displacement_mm")
     return FailureCurve(np.array(disp), np.array(force), float(best[1]), float(best[0]),
                         np.asarray(1.0 - secant_ratio(kappa, p)), best[2], first_yield, solves,
-                        peak_reached)
+                        peak_reached, rejected)
