@@ -237,6 +237,21 @@ def _summary(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _pictures(res: dict, out: Path, bone: str) -> list[Path]:
+    """PNGs of the solution (febone.viz.snapshot); none, with a warning, without pyvista or
+    offscreen OpenGL."""
+    from ..io_fields import solution_fields
+
+    try:
+        from ..viz import RenderingError, snapshot
+
+        point, cell = solution_fields(res["_model"], res["_material"], res["_u"])
+        return snapshot(res["_mesh"], {"point_data": point, "cell_data": cell}, out, bone=bone)
+    except (ImportError, RenderingError) as err:
+        log.warning("no pictures: %s", err)
+        return []
+
+
 def run(args) -> int:
     res = solve_file(args)
     print(_summary(res))
@@ -248,6 +263,10 @@ def run(args) -> int:
                               res["_material"], res["_u"], reactions=res["_r"])
         public["solution_vtu"] = str(path)
         print(f"\nwrote {path}")
+        pictures = _pictures(res, Path(args.out), Path(args.mesh).stem)
+        if pictures:
+            public["pictures"] = [str(p) for p in pictures]
+            print(f"wrote {len(pictures)} pictures: {', '.join(p.name for p in pictures)}")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
