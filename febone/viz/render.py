@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 BACKGROUND = (255, 255, 255)
 _VTK_TYPES = {"tetra": 10, "tetra10": 24, "hexahedron": 12}
 _CONTEXT_GREY = (0.75, 0.75, 0.75)
+_OUTLINE = (0.3, 0.3, 0.3)
 
 
 def to_pyvista(mesh):
@@ -124,6 +125,8 @@ class Scene:
                        show_scalar_bar=(k == 0), scalar_bar_args=bar, copy_mesh=False)
         if context is not None:
             p.add_mesh(context, color=_CONTEXT_GREY, opacity=0.18, show_scalar_bar=False)
+        else:   # outline, so that near-background colours (no change, white) still show the bone
+            p.add_silhouette(body.extract_surface(algorithm=None), color=_OUTLINE, line_width=1.5)
         if title:
             p.add_text(title, position="upper_left", font_size=12, color="black", name="title")
         p.enable_parallel_projection()

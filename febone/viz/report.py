@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def _first_last(values) -> tuple[float, float]:
-    a = np.array([np.nan if v is None else v for v in (values or [])], dtype=float)
+    if values is None:
+        return (math.nan, math.nan)
+    a = np.array([np.nan if v is None else v for v in values], dtype=float)
     ok = a[np.isfinite(a)]
     return (float(ok[0]), float(ok[-1])) if ok.size else (math.nan, math.nan)
 
