@@ -91,7 +91,8 @@ class _Ctx:
 
     def sub(self, prefix: str, line_key: str = "") -> "_Ctx":
         """Errors keyed ``prefix + key``, located at ``line_key`` ("" for no line)."""
-        return _Ctx(self.source, self.text, self.prefix + prefix, line_key)
+        return _Ctx(self.source, self.text, self.prefix + prefix,
+                    line_key if self.line_key is None else self.line_key)
 
 
 _PATH = re.compile(r"^(\w+)(?:\[(\d+)\])?(?:\.(\w+))?")
@@ -509,7 +510,7 @@ def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
         raise ctx.err(k("drug"), f"missing; give one of {', '.join(DRUGS)}")
     drug = _choice(t["drug"], tuple(DRUGS), ctx, k("drug"), "drug")
     spec = DRUGS[drug]
-    typical = f"{spec.typical_dose:g} {spec.unit} every {spec.typical_interval_days:g} days"
+    typical = f"{spec.typical_dose:g} {spec.unit} {_every(spec.typical_interval_days)}"
     if "dose" not in t:
         raise ctx.err(k("dose"), f"missing; e.g. dose = \"{spec.typical_dose:g} {spec.unit}\" "
                                  f"(typical {drug}: {typical})")
@@ -552,14 +553,14 @@ def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
         start = patient.menopause_age_years + after - patient.age_years
         if start < -1e-9:
             raise ctx.err(k("start_after_menopause"),
-                          f"{after:g} years after the final period is {-start:g} years before "
+                          f"{_yrs(after)} after the final period is {_yrs(-start)} before "
                           f"the scenario starts (age {patient.age_years:g}, final period at "
                           f"{patient.menopause_age_years:g}); use start, or a younger patient")
         start = max(start, 0.0)
     if start < 0:
         raise ctx.err(k("start"), f"must be ≥ 0 (years from the scenario start); got {start:g}")
     if start >= years - 1e-9:
-        raise ctx.err(k("start"), f"starts at {start:g} years, when the run ({years:g} years) is "
+        raise ctx.err(k("start"), f"starts at {_yrs(start)}, when the run ({_yrs(years)}) is "
                                   f"over; start earlier or lengthen [simulation] duration")
     if "stop" in t and "duration" in t:
         raise ctx.err(k("duration"), "give stop or duration, not both")
@@ -570,8 +571,8 @@ def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
         stop = start + _years(t["duration"], ctx, k("duration"))
     if stop is not None and stop <= start:
         which = k("stop") if "stop" in t else k("duration")
-        raise ctx.err(which, f"the treatment stops at {stop:g} years, not after its start "
-                             f"({start:g} years); stop must come after start")
+        raise ctx.err(which, f"the treatment stops at {_yrs(stop)}, not after its start "
+                             f"({_yrs(start)}); stop must come after start")
     try:
         return Treatment.create(drug, dose, unit, interval_days=interval, start_years=start,
                                 stop_years=stop)
@@ -616,6 +617,15 @@ def _lifestyle(doc: dict, ctx: _Ctx, patient: Patient, years: float) -> list:
             table = {"drug": drug, "dose": item}
         out.append((key, _treatment(table, ctx, key, patient, years)))
     return out
+
+
+def _yrs(x: float) -> str:
+    return f"{x:g} year" if x == 1 else f"{x:g} years"
+
+
+def _every(days: float) -> str:
+    words = {1.0: "daily", 7.0: "weekly", 3.5: "twice weekly"}
+    return words.get(days, f"every {days:g} days")
 
 
 def _overlap(a: Treatment, b: Treatment) -> bool:

@@ -38,8 +38,6 @@ def closest(name: str, choices) -> str:
     hit = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     if not hit:  # a documented key with a unit suffix ("age_years" -> "age")
         hit = sorted((c for c in choices if name.startswith(c + "_")), key=len, reverse=True)[:1]
-    if not hit:
-        hit = difflib.get_close_matches(name, choices, n=1, cutoff=0.45)
     return f" (did you mean {hit[0]!r}?)" if hit else ""
 
 
