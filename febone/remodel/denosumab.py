@@ -63,7 +63,8 @@ def denosumab_pk(doses, *, days, dose_mg=60.0, t0: float = 0.0, dt: float = 1.0 
     Args:
         doses: dosing times, days (array; each a multiple of ``dt`` after ``t0``).
         days: length of the table, days.
-        dose_mg: dose per injection, mg (scalar, or one per dose); 60 mg for Prolia.
+        dose_mg: dose per injection, mg (scalar, or one per dose); 60 mg for Prolia; may be a
+            traced value (``jax.grad`` with respect to the dose works).
         t0: start of the table, days (C = 0 and an empty depot before the first dose).
         dt: grid step, days.
         reset_each_dose: restart from C = 0 at each dose (bone-models' convention).
@@ -83,16 +84,16 @@ def denosumab_pk(doses, *, days, dose_mg=60.0, t0: float = 0.0, dt: float = 1.0 
     if np.any(np.abs(k - np.round(k)) > 1e-6) or np.any(k < 0) or np.any(k > n):
         raise ValueError(f"dose times must lie on the grid t0 + i·dt within [t0, t0 + days] "
                          f"(t0 = {t0}, dt = {dt}); got {doses.tolist()[:10]}")
-    mg = np.broadcast_to(np.asarray(dose_mg, dtype=float), doses.shape)
-    if np.any(mg < 0):
-        raise ValueError(f"doses must be non-negative (mg); got {mg.min()}")
-    amount = np.zeros(n + 1)
+    dtype = jnp.result_type(float)
+    mg = jnp.broadcast_to(jnp.asarray(dose_mg, dtype=dtype), doses.shape)   # may be traced
+    if not isinstance(mg, jax.core.Tracer) and np.any(np.asarray(mg) < 0):
+        raise ValueError(f"doses must be non-negative (mg); got {np.asarray(mg).min()}")
+    idx = np.round(k).astype(int)
+    amount = jnp.zeros(n + 1, dtype=dtype).at[idx].add(mg * 1e6)     # ng
     is_dose = np.zeros(n + 1, dtype=bool)
-    np.add.at(amount, np.round(k).astype(int), mg * 1e6)           # ng
-    is_dose[np.round(k).astype(int)] = True
+    is_dose[idx] = True
 
     p = params
-    dtype = jnp.result_type(float)
     Vc = p.V_c_ml_per_kg * p.body_mass_kg / p.F                     # mL (V_c/F)
     vmax = p.V_max_ng_per_kg_day * p.body_mass_kg / Vc              # ng/mL/day
 
@@ -115,7 +116,7 @@ def denosumab_pk(doses, *, days, dose_mg=60.0, t0: float = 0.0, dt: float = 1.0 
         return y + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), out
 
     _, C = jax.lax.scan(body, jnp.zeros(2, dtype=dtype),
-                        (jnp.asarray(amount, dtype=dtype), jnp.asarray(is_dose)))
+                        (amount, jnp.asarray(is_dose)))
     t = t0 + dt * jnp.arange(n + 1, dtype=dtype)
     return DenosumabPK(t, C, C * 1e6 / p.molar_mass_g_per_mol)
 

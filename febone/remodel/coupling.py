@@ -1,0 +1,220 @@
+"""Hormone and drug levels → cell-model drives (science.md §4).
+
+:func:`daily_inputs` maps a :class:`~febone.remodel.hormones.HormoneSeries` onto the slots of
+:class:`febone.remodel.cells.Drives`, one value per day, with the constants of
+:class:`CouplingParameters`. Every drive is neutral (0 for productions, 1 for factors) for a
+young eugonadal adult of the patient's sex with normal GH, PTH, cortisol, vitamin D and calcium
+and no drugs, so such a patient stays at the homeostatic start.
+
+Slots (E2 "sufficiency" s_E = E2ⁿ/(E2ⁿ + EC50ⁿ), relative to the sex's young reference s_ref;
+deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
+
+* ``P_RANKL`` = P_E2·d_E + P_cyt·(cytokines − 1)⁺ (E2 loss: Martínez-Reina 2019's PMO RANKL
+  driven by the E2 level instead of time, so HRT and aromatase inhibitors act; cytokines);
+* ``beta_OPG_factor`` = exp(k_OPG·u_E); ``A_OCa_factor`` = exp(k_AOCa·u_E)·(1 + k_bp·BP)
+  / (1 + k_gc_AOCa·x_gc) (E2 and bisphosphonate raise OC apoptosis, glucocorticoid prolongs OC
+  survival);
+* ``D_OBp_factor`` = exp(k_T (s_T − ½))·(1 + k_P4 (s_P − s_P,ref))·(1 + k_scl Δload·s_E/s_ref)
+  ·(1 + k_tpd_DOBp·u_PTH) / (1 + k_gc_DOBp·x_gc): T direct anabolic (s_T = T/(T + T_ref,sex)),
+  progesterone, the sclerostin/Wnt effect of exercise blunted by low E2, intermittent PTH,
+  glucocorticoid;
+* ``D_OBu_factor`` = r_IGF^a_OBu, ``D_OCp_factor`` = r_IGF^a_OCp (GH/IGF-1 raise turnover;
+  r_IGF = IGF-1 / age norm); ``A_OBa_factor`` = (1 + k_gc_AOBa·x_gc)·r̄_IGF^(−a_AOBa)
+  / (1 + k_tpd_AOBa·u_PTH) (glucocorticoid OB apoptosis; the slow IGF-1 effect on OB lifespan
+  with r̄ the IGF ratio low-pass filtered with ``tau_igf_days``; intermittent PTH retards OB
+  apoptosis, Jilka 1999);
+* ``P_PTH`` = k_PTH·β_PTH·(PTH/PTH_ref − 1)⁺ (endogenous excess and continuous PTH raise the
+  model's PTH by the same ratio: catabolic), intermittent PTH u_PTH = pulse dose / 20 µg is kept
+  out of it;
+* ``mechanosensitivity`` = 1 − k_ms·d_E (low E2 blunts the response to load);
+* ``denosumab`` = free serum denosumab, pM.
+
+x_gc = (glucocorticoid / 5 mg − 1)⁺ is the glucocorticoid excess over the endogenous
+prednisone-equivalent production. ``psi_ratio`` stays 1 in the drives: the mechanics sets it;
+``load_factor`` (exercise) is returned beside them (SED scales with its square under force
+control).
+
+:data:`DEFAULT_COUPLING` holds the values fitted by :mod:`febone.remodel.calibration` (report:
+``docs/calibration.md``); the other constants are documented guesses, not fitted.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, fields
+
+import jax
+import jax.numpy as jnp
+
+from .cells import Drives
+from .hormones import E2_PREMENOPAUSE, HormoneSeries
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CouplingParameters", "DEFAULT_COUPLING", "DailyInputs", "daily_inputs",
+           "FITTED_FIELDS"]
+
+
+@dataclass(frozen=True)
+class CouplingParameters:
+    """Every level → drive constant (all pytree leaves, so they can be fitted with ``jax.grad``).
+
+    Attributes:
+        E2_ec50_pg_mL, E2_hill: E2 sufficiency s_E = E2ⁿ/(E2ⁿ + EC50ⁿ), pg/mL and exponent
+            (men lose bone below ~15–20 pg/mL, Finkelstein et al. 2013 *(verify)*).
+        E2_ref_female_pg_mL, E2_ref_male_pg_mL: young reference E2 by sex, pg/mL.
+        P_RANKL_E2: extra RANKL production at full E2 deficit, pM/day.
+        k_OPG_E2, k_AOCa_E2: E2 effects on OPG production and OC apoptosis (per unit s_E).
+        P_RANKL_cytokines: RANKL production per unit cytokine excess, pM/day.
+        k_ms_E2: loss of mechanosensitivity at full E2 deficit (fraction).
+        T_ref_female_ng_dL, T_ref_male_ng_dL, k_T: testosterone half-effect levels (= young
+            reference) and direct anabolic gain on D_OBp.
+        P4_half_ng_mL, P4_ref_female_ng_mL, P4_ref_male_ng_mL, k_P4: progesterone effect.
+        a_OBu_IGF, a_OCp_IGF, a_AOBa_IGF, tau_igf_days: IGF-1 exponents on D_OBu, D_OCp and
+            (filtered, time constant in days) A_OBa.
+        PTH_ref_pg_mL, k_PTH: PTH reference level and gain of the catabolic P_PTH.
+        k_tpd_AOBa, k_tpd_DOBp: intermittent PTH (per 20 µg/day) effects.
+        k_gc_AOBa, k_gc_DOBp, k_gc_AOCa: glucocorticoid effects per unit excess.
+        k_bp: bisphosphonate effect on OC apoptosis at full skeletal effect.
+        k_scl: sclerostin/Wnt effect of exercise on D_OBp per unit load increase.
+    """
+
+    E2_ec50_pg_mL: float = 15.0
+    E2_hill: float = 2.0
+    E2_ref_female_pg_mL: float = E2_PREMENOPAUSE
+    E2_ref_male_pg_mL: float = 25.0
+    P_RANKL_E2: float = 2000.0
+    k_OPG_E2: float = 0.5
+    k_AOCa_E2: float = 0.5
+    P_RANKL_cytokines: float = 100.0
+    k_ms_E2: float = 0.5
+    T_ref_female_ng_dL: float = 30.0
+    T_ref_male_ng_dL: float = 600.0
+    k_T: float = 0.5
+    P4_half_ng_mL: float = 4.0
+    P4_ref_female_ng_mL: float = 4.0
+    P4_ref_male_ng_mL: float = 0.3
+    k_P4: float = 0.2
+    a_OBu_IGF: float = 0.5
+    a_OCp_IGF: float = 0.5
+    a_AOBa_IGF: float = 0.3
+    tau_igf_days: float = 180.0
+    PTH_ref_pg_mL: float = 35.0
+    k_PTH: float = 1.0
+    k_tpd_AOBa: float = 1.0
+    k_tpd_DOBp: float = 0.3
+    k_gc_AOBa: float = 0.5
+    k_gc_DOBp: float = 0.3
+    k_gc_AOCa: float = 0.3
+    k_bp: float = 3.0
+    k_scl: float = 1.0
+
+
+jax.tree_util.register_dataclass(CouplingParameters,
+                                 data_fields=[f.name for f in fields(CouplingParameters)],
+                                 meta_fields=[])
+
+#: Names of the constants :mod:`febone.remodel.calibration` fits (the rest are fixed guesses).
+FITTED_FIELDS = ("P_RANKL_E2", "k_OPG_E2", "k_T", "a_OCp_IGF", "a_AOBa_IGF", "k_tpd_AOBa",
+                 "k_gc_AOBa", "k_bp", "k_scl")
+
+#: Calibrated coupling (see :mod:`febone.remodel.calibration` and docs/calibration.md).
+DEFAULT_COUPLING = CouplingParameters()
+
+
+@dataclass(frozen=True)
+class DailyInputs:
+    """Cell-model inputs per day.
+
+    Attributes:
+        drives: :class:`~febone.remodel.cells.Drives`, every field (n_days,) (``psi_ratio`` 1).
+        load_factor: (n_days,) habitual-load multiplier (exercise); SED scales with its square.
+        mineralisation_factor: (n_days,) mineralisation relative to normal.
+    """
+
+    drives: Drives
+    load_factor: jax.Array
+    mineralisation_factor: jax.Array
+
+
+jax.tree_util.register_dataclass(DailyInputs,
+                                 data_fields=["drives", "load_factor", "mineralisation_factor"],
+                                 meta_fields=[])
+
+
+def _low_pass(x, tau_days):
+    """First-order filter of (n,) daily values with time constant ``tau_days`` (may be traced),
+    starting at x[0]."""
+    keep = jnp.exp(-1.0 / tau_days)
+
+    def body(y, u):
+        y = u + (y - u) * keep
+        return y, y
+
+    _, out = jax.lax.scan(body, x[0], x)
+    return out
+
+
+def e2_sufficiency(E2, c: CouplingParameters):
+    """s_E = E2ⁿ/(E2ⁿ + EC50ⁿ) for E2 in pg/mL (dimensionless, 0..1)."""
+    r = (jnp.maximum(E2, 0.0) / c.E2_ec50_pg_mL) ** c.E2_hill
+    return r / (1.0 + r)
+
+
+def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_COUPLING
+                 ) -> DailyInputs:
+    """Map daily levels onto cell-model drives (see the module docstring for each slot).
+
+    Args:
+        series: :class:`HormoneSeries` (fields (n_days,)).
+        coupling: :class:`CouplingParameters`.
+
+    Returns:
+        :class:`DailyInputs` with every array (n_days,).
+
+    Raises:
+        TypeError: wrong argument types.
+    """
+    if not isinstance(series, HormoneSeries):
+        raise TypeError(f"series must be a HormoneSeries (hormone_series(...)); got "
+                        f"{type(series).__name__}")
+    if not isinstance(coupling, CouplingParameters):
+        raise TypeError(f"coupling must be a CouplingParameters; got {type(coupling).__name__}")
+    c, s = coupling, series
+    female = s.sex == "female"
+    E2_ref = c.E2_ref_female_pg_mL if female else c.E2_ref_male_pg_mL
+    T_ref = c.T_ref_female_ng_dL if female else c.T_ref_male_ng_dL
+    P4_ref = c.P4_ref_female_ng_mL if female else c.P4_ref_male_ng_mL
+
+    sE = e2_sufficiency(s.E2_pg_mL, c)
+    sE_ref = e2_sufficiency(jnp.asarray(E2_ref, sE.dtype), c)
+    dE = jnp.maximum(1.0 - sE / sE_ref, 0.0)
+    uE = sE - sE_ref
+
+    sT = s.T_ng_dL / (s.T_ng_dL + T_ref)
+    sP = s.progesterone_ng_mL / (s.progesterone_ng_mL + c.P4_half_ng_mL)
+    sP_ref = P4_ref / (P4_ref + c.P4_half_ng_mL)
+    r_igf = s.IGF1_ng_mL / s.IGF1_norm_ng_mL
+    r_igf_slow = _low_pass(r_igf, c.tau_igf_days)
+    x_gc = jnp.maximum(s.glucocorticoid_mg / 5.0 - 1.0, 0.0)
+    u_pth = s.pth_pulsatile_ug / 20.0
+    d_load = s.exercise_load_factor - 1.0
+
+    P_RANKL = c.P_RANKL_E2 * dE + c.P_RANKL_cytokines * jnp.maximum(s.cytokines_rel - 1.0, 0.0)
+    beta_OPG = jnp.exp(c.k_OPG_E2 * uE)
+    A_OCa = jnp.exp(c.k_AOCa_E2 * uE) * (1.0 + c.k_bp * s.bisphosphonate) / (1.0 + c.k_gc_AOCa * x_gc)
+    D_OBp = (jnp.exp(c.k_T * (sT - 0.5)) * (1.0 + c.k_P4 * (sP - sP_ref))
+             * (1.0 + c.k_scl * d_load * sE / sE_ref) * (1.0 + c.k_tpd_DOBp * u_pth)
+             / (1.0 + c.k_gc_DOBp * x_gc))
+    D_OBu = r_igf ** c.a_OBu_IGF
+    D_OCp = r_igf ** c.a_OCp_IGF
+    A_OBa = (1.0 + c.k_gc_AOBa * x_gc) * r_igf_slow ** (-c.a_AOBa_IGF) / (1.0 + c.k_tpd_AOBa * u_pth)
+    beta_PTH = 250.0       # pM/day, intrinsic PTH production of both published cell-model sets
+    P_PTH = c.k_PTH * beta_PTH * jnp.maximum(s.PTH_pg_mL / c.PTH_ref_pg_mL - 1.0, 0.0)
+    mech = jnp.maximum(1.0 - c.k_ms_E2 * dE, 0.05)
+    ones = jnp.ones_like(sE)
+    drives = Drives(P_RANKL=P_RANKL, P_PTH=P_PTH, P_OPG=0.0 * ones, P_TGFb=0.0 * ones,
+                    beta_OPG_factor=beta_OPG, A_OCa_factor=A_OCa, D_OBp_factor=D_OBp,
+                    D_OBu_factor=D_OBu, D_OCp_factor=D_OCp, A_OBa_factor=A_OBa,
+                    mechanosensitivity=mech, denosumab=s.denosumab_pM, psi_ratio=ones)
+    return DailyInputs(drives, s.exercise_load_factor, s.mineralisation_factor)
