@@ -1,5 +1,9 @@
 """``febone strength``: stiffness and fracture load of a bone under a standard load case.
 
+Node sets come from the mesh's point-data masks of the standard names, from the geometry
+when a mask is missing (standard orientation; see ``febone.strength.geometry``), or from
+``--head NAME`` / ``--head box:x0,y0,z0,x1,y1,z1`` (mm, the mesh's frame) and the like.
+
 Example (the MITK-GEM femur in its sideways-fall frame; its node sets carry other names)::
 
     febone strength ../shared/data/mitkgem_proximal_femur_tet10.vtu --case sideways-fall \\
@@ -42,12 +46,18 @@ def register(sub) -> None:
                         "(default pistoia,strain-limit)")
     p.add_argument("--body-weight-kg", type=float, default=70.0,
                    help="body weight for loads in multiples of body weight (default 70 kg)")
-    sets = p.add_argument_group("node-set names (point-data masks) if not the standard ones")
+    sets = p.add_argument_group(
+        "node sets: a point-data mask NAME or box:x0,y0,z0,x1,y1,z1 (mm); default: the standard "
+        "mask, else found from the geometry")
     sets.add_argument("--head", help="femoral head set (default head_medial for sideways fall, head_contact for stance)")
     sets.add_argument("--trochanter", help="greater trochanter set (default trochanter_lateral)")
     sets.add_argument("--distal", help="distal cut set (default distal_cut)")
     sets.add_argument("--superior", help="superior endplate / top face set")
     sets.add_argument("--inferior", help="inferior endplate / bottom face set")
+    sets.add_argument("--find-sets", dest="find_sets", default="auto",
+                      choices=["auto", "geometry", "masks"],
+                      help="auto: masks if present, else geometry; geometry: ignore the standard "
+                           "masks; masks: never use geometry (default auto)")
     pose = p.add_argument_group("pose")
     pose.add_argument("--adduction", type=float, default=10.0, help="sideways fall: shaft adduction, ° (10)")
     pose.add_argument("--internal-rotation", type=float, default=15.0,
@@ -65,20 +75,36 @@ def register(sub) -> None:
 
 
 def _case(args):
-    from ..strength import sideways_fall, stance, uniaxial_compression, vertebral_compression
+    """(LoadCase, {set name: Box}) from the options: a mask name renames the case's set, a
+    ``box:`` spec keeps the standard name and gives its nodes."""
+    from ..strength import (Box, sideways_fall, stance, uniaxial_compression,
+                            vertebral_compression)
+
+    boxes = {}
+
+    def pick(value, standard):
+        if value is None:
+            return standard
+        if value.startswith("box:"):
+            boxes[standard] = Box.parse(value[len("box:"):])
+            return standard
+        return value
 
     if args.case == "sideways-fall":
-        return sideways_fall(args.adduction, args.internal_rotation,
-                             head=args.head or "head_medial",
-                             trochanter=args.trochanter or "trochanter_lateral",
-                             distal=args.distal or "distal_cut")
-    if args.case == "stance":
-        return stance(args.angle, head=args.head or "head_contact", distal=args.distal or "distal_cut")
-    if args.case == "vertebral-compression":
-        return vertebral_compression(superior=args.superior or "endplate_superior",
-                                     inferior=args.inferior or "endplate_inferior")
-    return uniaxial_compression(args.axis, bottom=args.inferior or "face_min",
-                                top=args.superior or "face_max")
+        case = sideways_fall(args.adduction, args.internal_rotation,
+                             head=pick(args.head, "head_medial"),
+                             trochanter=pick(args.trochanter, "trochanter_lateral"),
+                             distal=pick(args.distal, "distal_cut"))
+    elif args.case == "stance":
+        case = stance(args.angle, head=pick(args.head, "head_contact"),
+                      distal=pick(args.distal, "distal_cut"))
+    elif args.case == "vertebral-compression":
+        case = vertebral_compression(superior=pick(args.superior, "endplate_superior"),
+                                     inferior=pick(args.inferior, "endplate_inferior"))
+    else:
+        case = uniaxial_compression(args.axis, bottom=pick(args.inferior, "face_min"),
+                                    top=pick(args.superior, "face_max"))
+    return case, boxes
 
 
 def _methods(spec: str) -> tuple[str, ...]:
@@ -148,7 +174,7 @@ def run(args) -> int:
     density = None
     if args.density_field is not None:
         density = np.asarray(mesh.cell_data[args.density_field], float).reshape(-1)
-    case = _case(args)
+    case, boxes = _case(args)
 
     def progress(d, F):
         print(f"\r  nonlinear: {d:6.3f} mm  {F:9.1f} N", end="", file=sys.stderr, flush=True)
@@ -158,7 +184,8 @@ def run(args) -> int:
     result = strength(mesh, case, E, nu=args.nu, methods=methods, density=density,
                       preconditioner=args.preconditioner,
                       nonlinear=ProgressiveFailure(max_displacement_mm=args.max_displacement),
-                      progress=progress if "nonlinear" in methods else None)
+                      progress=progress if "nonlinear" in methods else None,
+                      node_sets=boxes, find_sets=args.find_sets)
     if "nonlinear" in methods:
         print(file=sys.stderr)
     out = result.summary()
@@ -169,6 +196,8 @@ def run(args) -> int:
     if args.out:
         out["files"] = _write_outputs(args.out, mesh, result)
     print(f"{case.name}: {case.description}")
+    print("  node sets        " + ", ".join(f"{k} ({v['nodes']} nodes, {v['source']})"
+                                            for k, v in result.node_sets.items()))
     print(f"  stiffness        {result.stiffness_N_per_mm:12.1f} N/mm   ({mesh.n_dofs} dofs, "
           f"{result.iterations} CG iterations, {result.solve_seconds:.2f} s, {result.device})")
     for k, v in result.fracture_load_N.items():

@@ -15,6 +15,7 @@ from ..mesh.mesh import Mesh
 from ..mesh.nodesets import node_set
 from ..solve.linear import solve
 from ..solve.pcg import PCG
+from .geometry import resolve_node_sets
 from .criteria import Pistoia, StrainLimits, effective_strain, failure_load, strain_limit_ratio
 from .loadcases import LoadCase
 from .nonlinear import FailureCurve, ProgressiveFailure, progressive_failure
@@ -40,6 +41,8 @@ class StrengthResult:
         effective_strain: (n_elements,) √(2·SED/E) at the linear load.
         curve: :class:`FailureCurve` of the nonlinear analysis, if run.
         n_dofs, iterations, solve_seconds, device: solver figures of the linear solve.
+        failed_elements: {method: ids of the elements beyond the criterion at failure}.
+        node_sets: {set name: {"source": "mask" | "box" | "given" | "geometry", "nodes": n}}.
     """
 
     case: LoadCase
@@ -55,13 +58,15 @@ class StrengthResult:
     solve_seconds: float
     device: str
     failed_elements: dict = field(default_factory=dict)
+    node_sets: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """JSON-ready summary (the keys of ``febone strength --json``)."""
         out = {"case": self.case.name, "stiffness_N_per_mm": self.stiffness_N_per_mm,
                "fracture_load_N": self.fracture_load_N, "failure_region": self.failure_region,
                "n_dofs": self.n_dofs, "iterations": self.iterations,
-               "solve_seconds": self.solve_seconds, "device": self.device}
+               "solve_seconds": self.solve_seconds, "device": self.device,
+               "node_sets": self.node_sets}
         if self.curve is not None:
             out["nonlinear"] = {"displacement_mm": self.curve.displacement_mm.tolist(),
                                 "force_N": self.curve.force_N.tolist(),
@@ -91,7 +96,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
              pistoia: Pistoia = Pistoia(), limits: StrainLimits = StrainLimits(),
              nonlinear: ProgressiveFailure = ProgressiveFailure(), density=None,
              tissue_volume=None, solver: PCG | None = None, preconditioner="auto",
-             progress=None) -> StrengthResult:
+             progress=None, node_sets=None, find_sets: str = "auto") -> StrengthResult:
     """Stiffness and fracture load of ``mesh`` under ``case``.
 
     Args:
@@ -109,10 +114,18 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
             or a preconditioner object for :func:`febone.solve`; a named one is built once for
             the posed model and reused by every solve of the analysis.
         progress: callable(displacement_mm, force_N) for the nonlinear analysis.
+        node_sets: optional {set name: node ids or :class:`~febone.strength.geometry.Box`}
+            overriding the mesh's masks for the sets the case uses.
+        find_sets: ``"auto"`` (masks of the mesh, else found from the geometry in the
+            standard orientation, see :mod:`febone.strength.geometry`), ``"geometry"``
+            (always from the geometry) or ``"masks"`` (never).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown strength method(s) {unknown}; choose from {list(METHODS)}")
+    mesh, sources = resolve_node_sets(mesh, case, node_sets, find=find_sets)
+    set_info = {name: {"source": src, "nodes": int(np.count_nonzero(mesh.point_data[name]))}
+                for name, src in sources.items()}
     posed = case.posed(mesh)
     model = FEModel.from_mesh(posed)
     mat = LinearElastic.create(E, nu, mesh.n_elements)
@@ -166,4 +179,4 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
                                 "peak_reached": curve.peak_reached}
     return StrengthResult(case, force / case.displacement_mm, loads, regions, np.asarray(sol.u),
                           fields, np.asarray(eff), curve, model.n_dofs, int(sol.stats.iterations),
-                          solve_seconds, sol.stats.device, failed)
+                          solve_seconds, sol.stats.device, failed, set_info)
