@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..remodel.patient import Patient
-from ..remodel.treatments import Treatment
 from .units import DAYS_PER_YEAR
 
 __all__ = ["BoneSpec", "LoadCaseSpec", "StrengthSpec", "Scenario"]

@@ -170,8 +170,7 @@ def build_scenario(doc: dict, *, source: str, text: str | None = None,
     doc = copy.deepcopy(doc)
     _check_keys(doc, KEYS[""], ctx, "")
     base_dir = Path.cwd() if base_dir is None else base_dir
-    scenario = _build(doc, ctx, base_dir)
-    return scenario
+    return _build(doc, ctx, base_dir)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ them, else the drug's typical regimen in ``febone.remodel.treatments.DRUGS``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from ..remodel.treatments import DRUGS
