@@ -64,8 +64,8 @@ def test_strength_cli_missing_node_set(cube_file, capsys):
     path, _ = cube_file
     assert main(["strength", str(path), "--case", "stance", "--E", "1000", "--find-sets", "masks"]) == 1
     err = capsys.readouterr().err
-    # stance needs head_contact and distal_cut; the first one looked up is named
-    assert "no point-data mask 'distal_cut'" in err and "available node sets: ['face_min'" in err
+    # stance needs head_contact (the loaded set, looked up first) and distal_cut
+    assert "no point-data mask 'head_contact'" in err and "available node sets: ['face_min'" in err
     # by default the sets are looked for in the geometry, and a cube has no femoral head
     assert main(["strength", str(path), "--case", "stance", "--E", "1000"]) == 1
     err = capsys.readouterr().err
