@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import check_image, has_display, import_pyvista
-from .cameras import bone_kind, camera_spec, plane
+from .cameras import CameraSpec, bone_kind, camera_spec, plane
 from .fields import ScalarField, resolve_field
 
 __all__ = ["plot_field", "to_pyvista", "Scene", "BACKGROUND"]
@@ -45,8 +45,8 @@ def _centre(mesh) -> np.ndarray:
 
 def _frame(p, spec, datasets, window_size) -> None:
     """Point the camera along ``spec`` and fit the shown datasets tightly (parallel projection):
-    the bone fills the picture width up to 95 % and its height between 15 % (above the scalar
-    bar) and 97 %."""
+    the bone fills the picture width up to 95 % and its height between 17 % (above the scalar
+    bar, its labels and title) and 97 %."""
     d = np.asarray(spec.view_from, float)
     d /= np.linalg.norm(d)
     up = np.asarray(spec.up, float)
@@ -57,9 +57,9 @@ def _frame(p, spec, datasets, window_size) -> None:
     c = pts.mean(axis=0)
     x, y, z = (pts - c) @ right, (pts - c) @ up, (pts - c) @ d
     aspect = window_size[0] / window_size[1]
-    ps = max((y.max() - y.min()) / 1.64, (x.max() - x.min()) / (1.9 * aspect), 1e-9) / spec.zoom
-    # centre of the bone at 56 % of the height (midway between 15 % and 97 %)
-    focal = c + 0.5 * (x.max() + x.min()) * right + (0.5 * (y.max() + y.min()) - 0.12 * ps) * up
+    ps = max((y.max() - y.min()) / 1.60, (x.max() - x.min()) / (1.9 * aspect), 1e-9) / spec.zoom
+    # centre of the bone at 57 % of the height (midway between 17 % and 97 %)
+    focal = c + 0.5 * (x.max() + x.min()) * right + (0.5 * (y.max() + y.min()) - 0.14 * ps) * up
     dist = 4.0 * max(np.ptp(x), np.ptp(y), np.ptp(z), 1e-9)
     cam = p.camera
     cam.focal_point = tuple(focal)
@@ -104,12 +104,19 @@ class Scene:
                                  f"(origin {o.tolist()} mm, normal {n.tolist()})")
         if slice is not None and slice is not False:
             n, o = plane(slice, kind, centre, "slice")
+            if camera is None:   # look at the section face-on, keeping +z (else +y) up
+                up = (0.0, 0.0, 1.0) if abs(n[2]) < 0.9 else (0.0, 1.0, 0.0)
+                spec = CameraSpec(tuple(n), up)
             cut = body.slice(normal=n, origin=o)
             if cut.n_cells == 0:
                 raise ValueError(f"slice={slice!r} does not cut the mesh (origin {o.tolist()} mm, "
                                  f"normal {n.tolist()}); mesh bounds {grid.bounds}")
             coloured.append(cut)
-            context = body.extract_surface(algorithm=None)
+            # context: the bone behind the plane (the side away from the normal), translucent
+            # (its cut face set back by 1 % of the bone's size so it cannot z-fight the slice)
+            gap = 0.01 * float(np.linalg.norm(np.ptp(np.asarray(mesh.points), axis=0)))
+            behind = body.clip(normal=n, origin=o - gap * n)
+            context = (behind if behind.n_cells else body).extract_surface(algorithm=None)
         else:
             coloured.append(body)
         self._datasets = coloured
@@ -117,7 +124,7 @@ class Scene:
         p = pv.Plotter(off_screen=off_screen, window_size=list(window_size))
         p.set_background([c / 255 for c in BACKGROUND])
         bar = dict(title=field.title, color="black", vertical=False, position_x=0.2,
-                   position_y=0.03, width=0.6, height=0.07, n_labels=5, fmt="%.4g",
+                   position_y=0.015, width=0.6, height=0.11, n_labels=5, fmt="%.4g",
                    title_font_size=20, label_font_size=16, shadow=False)
         for k, ds in enumerate(coloured):
             p.add_mesh(ds, scalars="_field", preference=field.location,
@@ -132,8 +139,6 @@ class Scene:
         p.enable_parallel_projection()
         _frame(p, spec, [*coloured, context] if context is not None else coloured,
                window_size)
-        bar_actor = p.scalar_bar
-        bar_actor.SetTextPositionToPrecedeScalarBar()   # tick labels below the bar, title above
         self.plotter = p
 
     def set_values(self, values, title: str | None = None) -> None:
@@ -184,7 +189,8 @@ def plot_field(mesh, field, *, name: str | None = None, fields=None, path=None, 
             for the vertebra), an axis ``"x"``/``"-y"``..., a normal, or
             ``{"normal": ..., "origin": (x, y, z) mm}``; whole cells on the side the normal
             points to are removed.
-        slice: show the field on a plane through the bone (same forms as ``clip``).
+        slice: show the field on a plane through the bone (same forms as ``clip``); without
+            ``camera`` the plane is seen face-on.
         camera: preset name (``"anterior"``, ``"lateral"``, ``"medial"``, ``"posterior"``,
             ``"superior"``, ``"iso"``...), a :class:`~febone.viz.cameras.CameraSpec` or
             ``{"view_from": (x, y, z), "up": (x, y, z), "zoom": 1.0}``; default per bone
