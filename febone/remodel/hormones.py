@@ -203,42 +203,49 @@ def schedule(tr: Treatment, days: int) -> np.ndarray:
     return out
 
 
-def _depot(amounts, ka):
-    """Daily release of a first-order depot fed ``amounts`` (n,) at the start of each day:
-    D ← (D + a)·e^(−k_a); release = (D + a)(1 − e^(−k_a)) per day."""
-    keep = math.exp(-ka)
-
+@jax.jit
+def _depot_scan(amounts, keep):
     def body(D, a):
         D = D + a
         return D * keep, D * (1.0 - keep)
 
-    _, rel = jax.lax.scan(body, jnp.zeros((), amounts.dtype), amounts)
-    return rel
+    return jax.lax.scan(body, jnp.zeros((), amounts.dtype), amounts)[1]
+
+
+@jax.jit
+def _mean_scan(amounts, keep, mean_factor):
+    def body(A, a):
+        A = A + a
+        return A * keep, A * mean_factor
+
+    return jax.lax.scan(body, jnp.zeros((), amounts.dtype), amounts)[1]
+
+
+@jax.jit
+def _approach_scan(target, keep):
+    def body(x, u):
+        x = u + (x - u) * keep
+        return x, x
+
+    return jax.lax.scan(body, target[0], target)[1]
+
+
+def _depot(amounts, ka):
+    """Daily release of a first-order depot fed ``amounts`` (n,) at the start of each day:
+    D ← (D + a)·e^(−k_a); release = (D + a)(1 − e^(−k_a)) per day."""
+    return _depot_scan(amounts, jnp.asarray(math.exp(-ka), amounts.dtype))
 
 
 def _one_compartment_mean(amounts, ke):
     """Daily mean body amount of a one-compartment drug dosed at the start of each day."""
     keep = math.exp(-ke)
-    mean_factor = (1.0 - keep) / ke
-
-    def body(A, a):
-        A = A + a
-        return A * keep, A * mean_factor
-
-    _, mean = jax.lax.scan(body, jnp.zeros((), amounts.dtype), amounts)
-    return mean
+    return _mean_scan(amounts, jnp.asarray(keep, amounts.dtype),
+                      jnp.asarray((1.0 - keep) / ke, amounts.dtype))
 
 
 def _first_order_approach(target, tau_days):
     """Level following ``target`` (n,) with time constant ``tau_days`` from target[0]."""
-    keep = math.exp(-1.0 / tau_days)
-
-    def body(x, u):
-        x = u + (x - u) * keep
-        return x, x
-
-    _, out = jax.lax.scan(body, target[0], target)
-    return out
+    return _approach_scan(target, jnp.asarray(math.exp(-1.0 / tau_days), target.dtype))
 
 
 def _smoothstep(x):
