@@ -23,7 +23,11 @@ differ by more than ``stiffness_tol`` in any element is halved (down to
 ``min_increment_fraction`` of the initial increment, where it is accepted), and the
 increment grows again, up to its initial size, after increments with a small error. When κ
 is linear in the applied displacement (a uniform bar, or any elastic state) the
-extrapolation is exact.
+extrapolation is exact. Measured error of the ultimate load (first order in
+``stiffness_tol``): a weak element in series with an elastic bar, −0.5 % at 0.01 and +0.8 %
+at 0.05 against the closed form (tests/test_strength.py); the bundled coarse femur in
+sideways fall, 5165 / 5131 / 5119 N at 0.05 / 0.02 / 0.01 (65 / 176 / 299 linear solves),
+i.e. about +1 % at the default 0.05 against the extrapolated 5107 N.
 
 The load–displacement curve, its maximum (the ultimate load) and the elements that yielded
 first are returned.
