@@ -6,6 +6,11 @@
   per-element steady state, Rosenbrock time stepping (:func:`simulate`).
 * :mod:`.mineral` — mineralisation age queue, ash fraction, tissue density, modulus.
 * :mod:`.denosumab` — denosumab pharmacokinetics as a drive.
+* :mod:`.patient`, :mod:`.treatments` — the patient and the treatment schedule (``DRUGS``).
+* :mod:`.hormones` — daily hormone, drug and lifestyle levels (physiology + PK/PD).
+* :mod:`.coupling` — levels → cell-model drives (``DEFAULT_COUPLING``, calibrated).
+* :mod:`.site` — FE-free remodelling of a site (force-controlled mechanical closure).
+* :mod:`.calibration` — the fit of the coupling to published outcomes (not imported here).
 """
 from .cells import (CellModelError, CellState, CellTrajectory, Drives, Signals,
                     pmo_rankl_production, rhs, signals, simulate, specific_surface, steady_state,
@@ -14,6 +19,11 @@ from .denosumab import DenosumabPK, concentration_pM, denosumab_pk, dose_days
 from .mineral import (MineralState, apparent_density, ash_fraction, init_mineral,
                       mean_mineral_content, mineral_law, tissue_density, update_mineral,
                       youngs_modulus_gpa)
+from .patient import Patient
+from .treatments import DRUGS, DrugSpec, Treatment
+from .hormones import HormoneSeries, hormone_series
+from .coupling import DEFAULT_COUPLING, CouplingParameters, DailyInputs, daily_inputs
+from .site import SITE_CELL_PARAMETERS, SiteResult, simulate_site
 from .parameters import (DENOSUMAB_MARTINEZ_REINA_2019, MARTINEZ_REINA_2019,
                          MINERAL_MARTINEZ_REINA_2019, PIVONKA_2008, PMO_MARTINEZ_REINA_2019,
                          CellParameters, DenosumabParameters, MineralParameters, PMOParameters)
@@ -25,4 +35,7 @@ __all__ = ["CellModelError", "CellState", "CellTrajectory", "Drives", "Signals",
            "mean_mineral_content", "mineral_law", "tissue_density", "update_mineral",
            "youngs_modulus_gpa", "CellParameters", "DenosumabParameters", "MineralParameters",
            "PMOParameters", "PIVONKA_2008", "MARTINEZ_REINA_2019", "MINERAL_MARTINEZ_REINA_2019",
-           "DENOSUMAB_MARTINEZ_REINA_2019", "PMO_MARTINEZ_REINA_2019"]
+           "DENOSUMAB_MARTINEZ_REINA_2019", "PMO_MARTINEZ_REINA_2019", "Patient", "DRUGS",
+           "DrugSpec", "Treatment", "HormoneSeries", "hormone_series", "DEFAULT_COUPLING",
+           "CouplingParameters", "DailyInputs", "daily_inputs", "SITE_CELL_PARAMETERS",
+           "SiteResult", "simulate_site"]

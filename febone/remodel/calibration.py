@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -196,6 +196,9 @@ def evaluate(coupling: CouplingParameters = DEFAULT_COUPLING, targets=TARGETS):
     return np.array([float(t.model(coupling, runs)) for t in targets])
 
 
+_UPPER = {"adapt_E2": 0.97}       # a fraction below 1
+
+
 def _with(coupling, x, names):
     return replace(coupling, **{n: jnp.exp(v) for n, v in zip(names, x)})
 
@@ -231,9 +234,10 @@ def fit(start: CouplingParameters = DEFAULT_COUPLING, names=FITTED_FIELDS, targe
         return cache[key]
 
     x0 = np.log(np.array([getattr(start, n) for n in names], float))
+    hi = np.minimum(x0 + 3.0, np.log([_UPPER.get(n, np.inf) for n in names]))
     res = least_squares(lambda x: (both(x)[0] - goal) / scale,
                         x0, jac=lambda x: both(x)[1] / scale[:, None],
-                        bounds=(x0 - 3.0, x0 + 3.0), max_nfev=max_nfev, x_scale=1.0)
+                        bounds=(x0 - 3.0, hi), max_nfev=max_nfev, x_scale=1.0)
     return _with(start, res.x, names), res
 
 

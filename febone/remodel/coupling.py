@@ -9,8 +9,10 @@ and no drugs, so such a patient stays at the homeostatic start.
 Slots (E2 "sufficiency" s_E = E2ⁿ/(E2ⁿ + EC50ⁿ), relative to the sex's young reference s_ref;
 deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
 
-* ``P_RANKL`` = P_E2·d_E + P_cyt·(cytokines − 1)⁺ (E2 loss: Martínez-Reina 2019's PMO RANKL
-  driven by the E2 level instead of time, so HRT and aromatase inhibitors act; cytokines);
+* ``P_RANKL`` = P_E2·(d_E − a·d̄_E)⁺ + P_cyt·(cytokines − 1)⁺ (E2 loss: Martínez-Reina 2019's
+  PMO RANKL driven by the E2 level instead of time, so HRT and aromatase inhibitors act; d̄_E is
+  d_E low-pass filtered with ``tau_adapt_E2_days`` and a = ``adapt_E2``, so the response to a
+  sustained deficit decays like the PMO term; cytokines);
 * ``beta_OPG_factor`` = exp(k_OPG·u_E); ``A_OCa_factor`` = exp(k_AOCa·u_E)·(1 + k_bp·BP)
   / (1 + k_gc_AOCa·x_gc) (E2 and bisphosphonate raise OC apoptosis, glucocorticoid prolongs OC
   survival);
@@ -30,9 +32,10 @@ deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
 * ``denosumab`` = free serum denosumab, pM.
 
 x_gc = (glucocorticoid / 5 mg − 1)⁺ is the glucocorticoid excess over the endogenous
-prednisone-equivalent production. ``psi_ratio`` stays 1 in the drives: the mechanics sets it;
-``load_factor`` (exercise) is returned beside them (SED scales with its square under force
-control).
+prednisone-equivalent production. ``psi_ratio`` stays 1 in the drives: the mechanics sets it.
+``load_factor`` = 1 + k_load·(exercise factor − 1)·(1 − k_ms d_E) is returned beside them (SED
+scales with its square under force control); the osteocytes' load response needs ER-α (Lee et
+al. 2003, Nature 424:389), so low E2 blunts it.
 
 :data:`DEFAULT_COUPLING` holds the values fitted by :mod:`febone.remodel.calibration` (report:
 ``docs/calibration.md``); the other constants are documented guesses, not fitted.
@@ -40,14 +43,13 @@ control).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, fields
 
 import jax
 import jax.numpy as jnp
 
 from .cells import Drives
-from .hormones import E2_PREMENOPAUSE, HormoneSeries
+from .hormones import E2_PREMENOPAUSE, HormoneSeries, _approach_scan
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +63,18 @@ class CouplingParameters:
 
     Attributes:
         E2_ec50_pg_mL, E2_hill: E2 sufficiency s_E = E2ⁿ/(E2ⁿ + EC50ⁿ), pg/mL and exponent
-            (men lose bone below ~15–20 pg/mL, Finkelstein et al. 2013 *(verify)*).
+            (25 pg/mL, n = 3: postmenopausal E2 ≈ 15 pg/mL is then already 82 % deficient, so an
+            aromatase inhibitor on top adds only a fraction, as ATAC's −4 % in 2 y requires,
+            while HRT at 50–60 pg/mL restores 93 % of the premenopausal effect).
         E2_ref_female_pg_mL, E2_ref_male_pg_mL: young reference E2 by sex, pg/mL.
         P_RANKL_E2: extra RANKL production at full E2 deficit, pM/day.
+        adapt_E2, tau_adapt_E2_days: fraction of a sustained E2 deficit to which the RANKL
+            response adapts, and its time constant, days (the role of the decay
+            ξ²/(ξ² + (t/τ)²) of Martínez-Reina 2019's PMO RANKL, here on the E2 level).
         k_OPG_E2, k_AOCa_E2: E2 effects on OPG production and OC apoptosis (per unit s_E).
         P_RANKL_cytokines: RANKL production per unit cytokine excess, pM/day.
-        k_ms_E2: loss of mechanosensitivity at full E2 deficit (fraction).
+        k_ms_E2: loss of mechanosensitivity (λ and the exercise load increase) at full E2
+            deficit (fraction).
         T_ref_female_ng_dL, T_ref_male_ng_dL, k_T: testosterone half-effect levels (= young
             reference) and direct anabolic gain on D_OBp.
         P4_half_ng_mL, P4_ref_female_ng_mL, P4_ref_male_ng_mL, k_P4: progesterone effect.
@@ -77,27 +85,32 @@ class CouplingParameters:
         k_gc_AOBa, k_gc_DOBp, k_gc_AOCa: glucocorticoid effects per unit excess.
         k_bp: bisphosphonate effect on OC apoptosis at full skeletal effect.
         k_scl: sclerostin/Wnt effect of exercise on D_OBp per unit load increase.
+        k_load: fraction of a programme's load increase that reaches the daily habitual-load
+            stimulus (load_factor = 1 + k_load·(programme factor − 1); a session is a small part
+            of the day's loading cycles).
     """
 
-    E2_ec50_pg_mL: float = 15.0
-    E2_hill: float = 2.0
+    E2_ec50_pg_mL: float = 25.0
+    E2_hill: float = 3.0
     E2_ref_female_pg_mL: float = E2_PREMENOPAUSE
     E2_ref_male_pg_mL: float = 25.0
-    P_RANKL_E2: float = 2000.0
+    P_RANKL_E2: float = 250.0
+    adapt_E2: float = 0.7
+    tau_adapt_E2_days: float = 900.0
     k_OPG_E2: float = 0.5
     k_AOCa_E2: float = 0.5
-    P_RANKL_cytokines: float = 100.0
-    k_ms_E2: float = 0.5
+    P_RANKL_cytokines: float = 30.0
+    k_ms_E2: float = 0.6
     T_ref_female_ng_dL: float = 30.0
     T_ref_male_ng_dL: float = 600.0
-    k_T: float = 0.5
+    k_T: float = 0.1
     P4_half_ng_mL: float = 4.0
     P4_ref_female_ng_mL: float = 4.0
     P4_ref_male_ng_mL: float = 0.3
     k_P4: float = 0.2
     a_OBu_IGF: float = 0.5
-    a_OCp_IGF: float = 0.5
-    a_AOBa_IGF: float = 0.3
+    a_OCp_IGF: float = 0.7
+    a_AOBa_IGF: float = 0.04
     tau_igf_days: float = 180.0
     PTH_ref_pg_mL: float = 35.0
     k_PTH: float = 1.0
@@ -106,8 +119,9 @@ class CouplingParameters:
     k_gc_AOBa: float = 0.5
     k_gc_DOBp: float = 0.3
     k_gc_AOCa: float = 0.3
-    k_bp: float = 3.0
-    k_scl: float = 1.0
+    k_bp: float = 10.0
+    k_scl: float = 0.2
+    k_load: float = 0.3
 
 
 jax.tree_util.register_dataclass(CouplingParameters,
@@ -115,8 +129,7 @@ jax.tree_util.register_dataclass(CouplingParameters,
                                  meta_fields=[])
 
 #: Names of the constants :mod:`febone.remodel.calibration` fits (the rest are fixed guesses).
-FITTED_FIELDS = ("P_RANKL_E2", "k_OPG_E2", "k_T", "a_OCp_IGF", "a_AOBa_IGF", "k_tpd_AOBa",
-                 "k_gc_AOBa", "k_bp", "k_scl")
+FITTED_FIELDS = ("P_RANKL_E2", "adapt_E2", "k_T", "a_OCp_IGF", "a_AOBa_IGF", "k_load")
 
 #: Calibrated coupling (see :mod:`febone.remodel.calibration` and docs/calibration.md).
 DEFAULT_COUPLING = CouplingParameters()
@@ -145,14 +158,7 @@ jax.tree_util.register_dataclass(DailyInputs,
 def _low_pass(x, tau_days):
     """First-order filter of (n,) daily values with time constant ``tau_days`` (may be traced),
     starting at x[0]."""
-    keep = jnp.exp(-1.0 / tau_days)
-
-    def body(y, u):
-        y = u + (y - u) * keep
-        return y, y
-
-    _, out = jax.lax.scan(body, x[0], x)
-    return out
+    return _approach_scan(x, jnp.exp(-1.0 / jnp.asarray(tau_days, x.dtype)))
 
 
 def e2_sufficiency(E2, c: CouplingParameters):
@@ -199,22 +205,27 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     x_gc = jnp.maximum(s.glucocorticoid_mg / 5.0 - 1.0, 0.0)
     u_pth = s.pth_pulsatile_ug / 20.0
     d_load = s.exercise_load_factor - 1.0
+    mech = jnp.maximum(1.0 - c.k_ms_E2 * dE, 0.05)
+    load_factor = 1.0 + c.k_load * d_load * mech
 
-    P_RANKL = c.P_RANKL_E2 * dE + c.P_RANKL_cytokines * jnp.maximum(s.cytokines_rel - 1.0, 0.0)
+    dE_adapted = _low_pass(dE, c.tau_adapt_E2_days)
+    P_RANKL = (c.P_RANKL_E2 * jnp.maximum(dE - c.adapt_E2 * dE_adapted, 0.0)
+               + c.P_RANKL_cytokines * jnp.maximum(s.cytokines_rel - 1.0, 0.0))
     beta_OPG = jnp.exp(c.k_OPG_E2 * uE)
-    A_OCa = jnp.exp(c.k_AOCa_E2 * uE) * (1.0 + c.k_bp * s.bisphosphonate) / (1.0 + c.k_gc_AOCa * x_gc)
+    A_OCa = (jnp.exp(c.k_AOCa_E2 * uE) * (1.0 + c.k_bp * s.bisphosphonate)
+             / (1.0 + c.k_gc_AOCa * x_gc))
     D_OBp = (jnp.exp(c.k_T * (sT - 0.5)) * (1.0 + c.k_P4 * (sP - sP_ref))
              * (1.0 + c.k_scl * d_load * sE / sE_ref) * (1.0 + c.k_tpd_DOBp * u_pth)
              / (1.0 + c.k_gc_DOBp * x_gc))
     D_OBu = r_igf ** c.a_OBu_IGF
     D_OCp = r_igf ** c.a_OCp_IGF
-    A_OBa = (1.0 + c.k_gc_AOBa * x_gc) * r_igf_slow ** (-c.a_AOBa_IGF) / (1.0 + c.k_tpd_AOBa * u_pth)
+    A_OBa = ((1.0 + c.k_gc_AOBa * x_gc) * r_igf_slow ** (-c.a_AOBa_IGF)
+             / (1.0 + c.k_tpd_AOBa * u_pth))
     beta_PTH = 250.0       # pM/day, intrinsic PTH production of both published cell-model sets
     P_PTH = c.k_PTH * beta_PTH * jnp.maximum(s.PTH_pg_mL / c.PTH_ref_pg_mL - 1.0, 0.0)
-    mech = jnp.maximum(1.0 - c.k_ms_E2 * dE, 0.05)
     ones = jnp.ones_like(sE)
     drives = Drives(P_RANKL=P_RANKL, P_PTH=P_PTH, P_OPG=0.0 * ones, P_TGFb=0.0 * ones,
                     beta_OPG_factor=beta_OPG, A_OCa_factor=A_OCa, D_OBp_factor=D_OBp,
                     D_OBu_factor=D_OBu, D_OCp_factor=D_OCp, A_OBa_factor=A_OBa,
                     mechanosensitivity=mech, denosumab=s.denosumab_pM, psi_ratio=ones)
-    return DailyInputs(drives, s.exercise_load_factor, s.mineralisation_factor)
+    return DailyInputs(drives, load_factor, s.mineralisation_factor)

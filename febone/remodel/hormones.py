@@ -18,9 +18,10 @@ Physiology (endogenous levels; sources in brackets, *guess* where no published s
   28 kg fat; Cauley et al. 1989 report higher E2 with higher body mass) *(guess)*.
 * **E2, men** — 20 % secreted by the testes, 80 % from aromatisation of T (Longcope et al. 1969;
   de Ronde & de Jong 2011): E2 = 25 pg/mL·[0.2·T_endo + 0.8·T_total·(1 − inhibition)·g_fat]/600,
-  g_fat = 1 + 0.02 (fat_kg − 19) (more adipose aromatase, Vermeulen et al. 2002) *(guess)*.
+  g_fat = 1 + 0.02 (fat_kg − 18.9) (18.9 kg: the default fat of a 70-kg man; more adipose
+  aromatase, Vermeulen et al. 2002) *(guess)*.
 * **T** — men: 600 ng/dL, −1 %/y after 40 (MMAS, Feldman et al. 2002, J Clin Endocrinol Metab
-  87:589: −0.8 to −1.6 %/y); women 30 ng/dL, −0.5 %/y after 30 *(guess)*. ``testosterone_ng_dL``
+  87:589: −0.8 to −1.6 %/y); women 30 ng/dL, −0.5 %/y after 40 *(guess)*. ``testosterone_ng_dL``
   overrides the endogenous level. Exogenous T suppresses endogenous production (HPG feedback):
   ×1/(1 + T_exo/300) *(guess)*; gonadorelin restores a fraction r/(r + 20 µg/day); enclomiphene
   raises it ×(1 + 1.2 r/(r + 8 mg/day)) (Kaminetsky 2013: 12.5–25 mg/day about doubles T);
@@ -106,6 +107,7 @@ _POST_FMP_TAU_YEARS = 1.0
 _IGF1_YOUNG = 300.0              # ng/mL at 20 y
 _PTH_YOUNG = 35.0                # pg/mL
 _GC_ENDOGENOUS_MG = 5.0          # prednisone-equivalent mg/day
+_FAT_REF_MALE_KG = 18.9          # kg, default fat mass of a 70-kg man (27 %)
 
 _ANASTROZOLE_KE = math.log(2.0) / (50.0 / 24.0)          # 1/day (t½ 50 h)
 #: Daily-mean body amount of anastrozole giving half-maximal aromatase inhibition, mg: 1 mg/day
@@ -325,7 +327,7 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
     if p.testosterone_ng_dL is not None:
         T_base = jnp.full(days, p.testosterone_ng_dL, dtype) * jnp.ones_like(age)
     elif female:
-        T_base = _T_FEMALE * (1.0 - 0.005 * _pos(age - 30.0))
+        T_base = _T_FEMALE * (1.0 - 0.005 * _pos(age - 40.0))
     else:
         T_base = _T_MALE_YOUNG * (1.0 - 0.01 * _pos(age - 40.0))
     endo = 1.0 / (1.0 + T_exo / 300.0)                           # HPG suppression
@@ -354,7 +356,7 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
         P4_endo = 0.3 + 3.7 * ovarian
         E2_ref = E2_PREMENOPAUSE
     else:
-        g_fat = 1.0 + 0.02 * (fat - 19.0)
+        g_fat = 1.0 + 0.02 * (fat - _FAT_REF_MALE_KG)
         E2_endo = _E2_MALE_YOUNG / _T_MALE_YOUNG * (0.2 * T_endo
                                                     + 0.8 * T_total * (1.0 - inh) * g_fat)
         P4_endo = jnp.full(days, 0.3, dtype)

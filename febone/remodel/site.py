@@ -168,6 +168,12 @@ def simulate_site(patient: Patient, treatments: Sequence[Treatment] = (), *, yea
     f0 = jnp.atleast_1d(jnp.asarray(f_bm, dtype=jnp.result_type(float)))
     if f0.ndim != 1:
         raise ValueError(f"f_bm must be a 1-D array of BV/TV fractions (n,); got shape {f0.shape}")
+    if not isinstance(f0, jax.core.Tracer):
+        fa = np.asarray(f0)
+        if not (np.all(np.isfinite(fa)) and np.all(fa > 0) and np.all(fa <= 1)):
+            hint = " (it looks like percent: divide by 100)" if np.nanmax(fa) > 1 else ""
+            raise ValueError(f"f_bm (BV/TV) must be fractions in (0, 1]; got "
+                             f"{np.nanmin(fa):g}..{np.nanmax(fa):g}{hint}")
     w = jnp.ones_like(f0) if weights is None else jnp.asarray(weights, f0.dtype)
     if w.shape != f0.shape:
         raise ValueError(f"weights must have the shape of f_bm {f0.shape}; got {w.shape}")
