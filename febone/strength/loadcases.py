@@ -10,7 +10,8 @@ body axis along +z (proximal/superior up). Node sets are point-data masks (1 = m
 femur ``head_contact`` (stance contact cap), ``head_medial`` (sideways-fall support),
 ``trochanter_lateral``, ``distal_cut``; vertebra
 ``endplate_superior``, ``endplate_inferior``. Any mesh with masks of other names works by
-passing the names explicitly.
+passing the names explicitly; a mesh without the masks gets them from its geometry, or from
+boxes, through :func:`febone.strength.geometry.resolve_node_sets` (``strength()`` does this).
 """
 from __future__ import annotations
 
