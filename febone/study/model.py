@@ -66,7 +66,10 @@ class StudySettings:
             mass, density law, ν, density field, cell and mineral parameters, smoothing,
             preconditioner). ``steps_per_year``/``output_every``/``strength_*`` are not used.
         step_days: days per mechanical (FE) step (whole days; 30 ≈ monthly).
-        block: steps per checkpoint block (default ⌈√n_steps⌉).
+        block: steps per checkpoint block (default ⌈√n_steps⌉; 1: one level, a checkpoint
+            per step).
+        checkpoint: False stores every intermediate of every step in reverse mode (for
+            memory comparisons only).
         cell_rtol: adaptive tolerance of the cell model, or None (default) for fixed steps of
             ``cell_dt`` days.
         cell_dt: fixed cell-model step, days (a divisor of one day).
@@ -81,6 +84,7 @@ class StudySettings:
     remodel: RemodelSettings = RemodelSettings()
     step_days: int = 30
     block: int | None = None
+    checkpoint: bool = True
     cell_rtol: float | None = None
     cell_dt: float = 1.0
     cell_method: str = "rodas3"
@@ -407,7 +411,7 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
         _, mvol = _apparent(cells_new, mineral_new, mp)
         return (cells_new, mineral_new, u_new, ok & ok_k), bmd_change(mvol)
 
-    step_ckpt = jax.checkpoint(mech_step, policy=_save_solves)
+    step_ckpt = jax.checkpoint(mech_step, policy=_save_solves) if st.checkpoint else mech_step
     block = _block_size(n_steps, st.block)
     n_blocks = -(-n_steps // block)
     pad = n_blocks * block - n_steps
@@ -428,9 +432,11 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
         return jax.lax.cond(x[2] < n_steps, step_ckpt,
                             lambda c, _: (c, jnp.zeros((n_reg,), dtype)), carry, x)
 
-    @jax.checkpoint
     def block_fn(carry, xb):
         return jax.lax.scan(guarded, carry, xb)
+
+    if st.checkpoint and block > 1:
+        block_fn = jax.checkpoint(block_fn)
 
     carry0 = (cells0, mineral0, u0, ok0 & ok_s0)
     (cells, mineral, u, ok), traj = jax.lax.scan(block_fn, carry0, xs)

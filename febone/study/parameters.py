@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+import jax
 import jax.numpy as jnp
 
 from ..remodel.treatments import Treatment
@@ -44,8 +45,11 @@ class Resolved:
 
 
 def _float_fields(obj) -> list:
-    return [f.name for f in fields(obj) if isinstance(getattr(obj, f.name), (int, float))
-            and not isinstance(getattr(obj, f.name), bool)]
+    """Names of the numeric (possibly traced) fields of a parameter dataclass."""
+    def numeric(v):
+        return (isinstance(v, (int, float, jax.Array)) or hasattr(v, "aval")) \
+            and not isinstance(v, bool)
+    return [f.name for f in fields(obj) if numeric(getattr(obj, f.name))]
 
 
 def _dose_index(study, name: str) -> int:

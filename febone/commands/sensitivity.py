@@ -1,0 +1,116 @@
+"""``febone sensitivity``: gradients of a remodelling outcome with respect to parameters.
+
+Reverse-mode derivatives through the whole FE-coupled run (``febone.study``): doses, exercise,
+coupling constants, material-law constants, densities.
+
+    febone sensitivity                                 # TRT + anastrozole + training, femur, 1 y
+    febone sensitivity my.toml --param dose:anastrozole --param exercise --check
+    febone sensitivity --outcome bmd_change:femoral_neck --json out.json --out results/
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def register(sub) -> None:
+    from ..study.scenario import DEFAULT_PARAMETERS, DEFAULT_PROTOCOL, DEFAULT_YEARS
+
+    p = sub.add_parser("sensitivity", help="gradients of an outcome through a remodelling run",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("scenario", nargs="?", type=Path,
+                   help=f"scenario TOML (default: protocol {DEFAULT_PROTOCOL} on the bundled "
+                        f"coarse femur for {DEFAULT_YEARS:g} year)")
+    p.add_argument("--param", action="append", dest="params", metavar="NAME",
+                   help="parameter (repeatable): dose:<drug>, exercise, coupling:<field>, "
+                        "cell:<field>, mineral:<field>, patient:<field>, law:a, law:b, "
+                        f"density_scale (default {', '.join(DEFAULT_PARAMETERS)} where the "
+                        f"scenario has them)")
+    p.add_argument("--outcome", default="fracture_load",
+                   help="fracture_load (N, default), stiffness (N/mm), mean_bvtv_change (%%) or "
+                        "bmd_change:<region> (%%)")
+    p.add_argument("--years", type=float, help="override the duration, years")
+    p.add_argument("--step-days", type=int, dest="step_days",
+                   help="override the mechanical step, days")
+    p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"])
+    p.add_argument("--check", action="store_true",
+                   help="also central finite differences (one step per parameter)")
+    p.add_argument("--json", type=Path, help="write the results as JSON")
+    p.add_argument("--out", type=Path, help="folder for the tornado plot (PNG)")
+    p.set_defaults(func=run)
+
+
+def _default_names(study):
+    from ..study.scenario import DEFAULT_PARAMETERS
+
+    names = [n for n in DEFAULT_PARAMETERS
+             if not n.startswith("dose:") or any(t.drug == n[5:] for t in study.treatments)]
+    names += [f"dose:{t.drug}" for t in study.treatments
+              if f"dose:{t.drug}" not in names and not t.drug.startswith("exercise-")
+              and sum(u.drug == t.drug for u in study.treatments) == 1]
+    return names
+
+
+def tornado(result: dict, path: Path, *, relative: float = 0.1) -> Path:
+    """Tornado plot: outcome change for ± ``relative`` of each parameter (linearised by AD)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for r in result["parameters"]:
+        delta = relative * abs(r["value"]) if r["value"] else relative
+        rows.append((r["name"], r["ad"] * delta, r["value"]))
+    rows.sort(key=lambda t: abs(t[1]))
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
+    for i, (name, d, _) in enumerate(rows):
+        ax.barh(i, d, color="tab:red", alpha=0.8)
+        ax.barh(i, -d, color="tab:blue", alpha=0.8)
+    ax.set_yticks(range(len(rows)), [f"{n} = {v:.3g}" for n, _, v in rows])
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(f"change of {result['outcome']} (red: +{relative:.0%}, blue: −{relative:.0%}; "
+                  f"zero-valued parameters: ±{relative:g})")
+    ax.set_title(f"{result['outcome']} = {result['value']:.4g} after {result['years']:.2f} y")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run(args) -> int:
+    from ..scenario import load_scenario
+    from ..study import sensitivity
+    from ..study.scenario import default_sensitivity_study, study_from_scenario
+
+    if args.years is not None and not args.years > 0:
+        raise ValueError(f"--years must be positive; got {args.years}")
+    kw = dict(step_days=args.step_days, preconditioner=args.preconditioner)
+    if args.scenario is None:
+        study = default_sensitivity_study(**({"years": args.years} if args.years else {}), **kw)
+        label = "default study"
+    else:
+        study = study_from_scenario(load_scenario(args.scenario), years=args.years, **kw)
+        label = str(args.scenario)
+    names = args.params or _default_names(study)
+    print(f"{label}: {study.stim.volumes.shape[0]} elements, {study.n_steps} steps of "
+          f"{study.settings.step_days} days ({study.years:.2f} y); outcome {args.outcome}; "
+          f"compiling ...", file=sys.stderr, flush=True)
+    res = sensitivity(study, names, args.outcome, check=args.check).to_dict()
+    print(f"{res['outcome']} = {res['value']:.6g}  (forward {res['forward_seconds']:.2f} s, "
+          f"gradient {res['gradient_seconds']:.2f} s = "
+          f"{res['gradient_seconds'] / res['forward_seconds']:.2f}× forward; compile "
+          f"{res['compile_seconds']['forward']:.0f} + {res['compile_seconds']['gradient']:.0f} s)")
+    for r in res["parameters"]:
+        fd = "" if r["fd"] is None else f"   fd {r['fd']:+.6e}"
+        print(f"  {r['name']:32s} = {r['value']:<10.4g} ad {r['ad']:+.6e}{fd}")
+    if args.out:
+        res["tornado_png"] = str(tornado(res, args.out / "tornado.png"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
