@@ -1,104 +1,196 @@
-"""``febone run``: the main job on a bundled or user bone.
+"""``febone run``: the main job, a hormone-driven remodelling study of a bone.
 
-For now it measures the bone the way a clinic and a lab would: DXA-like femoral-neck and
-total-hip aBMD with T-scores, then stiffness and fracture load under single-leg stance and
-a sideways fall. (Hormone-driven remodelling scenarios will run on top of this.)
+    febone run                                   # untreated menopause vs early HRT, 10 y, bundled femur
+    febone run scenario.toml --out results/      # your scenario (docs/scenarios.md)
+    febone run --protocol trt --protocol trt-anastrozole --years 5
+    febone run --protocol untreated-menopause --bone femur_medium_hex8 --json run.json
+    febone run scenario.toml --out results/ --resume   # continue an interrupted run
 
-    febone run                                  # bundled young-adult female femur (coarse)
-    febone run --bone femur_medium_tet4 --out results/
-    febone run --mesh my_femur.vtu --density-field rho --law morgan-femoral-neck
+Every output time reports regional vBMD, DXA-like aBMD and T-score, % change, CTX/P1NP-like
+markers relative to baseline, and stiffness and fracture load of the strength load cases.
+With ``--out`` each arm's results are written as they are produced (``<arm>.jsonl`` and a
+checkpoint), then ``results.json``, a ParaView series of the density fields (``<arm>.pvd``), a
+density-change animation, trajectory plots and a report.
 """
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+__all__ = ["register", "run"]
 
-__all__ = ["register", "run", "DEFAULT_BONE"]
-
-DEFAULT_BONE = "femur_coarse_hex8"
-_G = 9.81
+log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="the main job: densitometry, stiffness and fracture load of a femur",
+    p = sub.add_parser("run", help="the main job: a hormone-driven remodelling study of a bone",
                        description=__doc__.split("\n\n")[0])
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--bone", default=DEFAULT_BONE,
-                     help=f"bundled mesh name (default {DEFAULT_BONE}; see meshes/README.md)")
-    src.add_argument("--mesh", type=Path, help="your own femur mesh in febone's standard "
-                                               "orientation with the standard node sets")
-    p.add_argument("--density-field", default="density_g_cm3", dest="density_field",
-                   help="cell data with apparent density, g/cm³ (default density_g_cm3)")
-    p.add_argument("--law", default="morgan-femoral-neck",
-                   help="density→modulus law (default morgan-femoral-neck)")
-    p.add_argument("--nu", type=float, default=0.3, help="Poisson's ratio (0.3)")
-    p.add_argument("--cases", default="stance,sideways-fall",
-                   help="comma list of load cases (default stance,sideways-fall)")
-    p.add_argument("--method", default="pistoia,strain-limit",
-                   help="fracture-load methods (see febone strength; default pistoia,strain-limit)")
-    p.add_argument("--body-weight-kg", type=float, default=70.0, help="body weight, kg (70)")
-    p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
-                   help="CG preconditioner (default auto: AMG when pyamg is installed)")
+    p.add_argument("scenario", nargs="?", type=Path,
+                   help="scenario TOML file (docs/scenarios.md); default: the default study")
+    p.add_argument("--protocol", action="append", default=[], metavar="NAME",
+                   help="named protocol (repeat to compare; 'a+b' combines); see "
+                        "docs/scenarios.md for the list")
+    p.add_argument("--years", type=float, help="simulated years (overrides the scenario)")
+    p.add_argument("--bone", help="bundled bone or mesh file (overrides the scenario's bone)")
+    p.add_argument("--out", type=Path, help="folder for results, fields, pictures and report")
     p.add_argument("--json", type=Path, help="write the results as JSON")
-    p.add_argument("--out", type=Path, help="folder for the VTU fields of each load case")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the checkpoints in --out")
+    p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
+                   help="CG preconditioner of the FE solves (default auto: AMG with pyamg)")
+    p.add_argument("--no-pictures", action="store_true", help="skip pictures and animation")
+    p.add_argument("--list-protocols", action="store_true", help="list the protocols and exit")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    import febone as fb
-    from ..bones import areal_bmd, bundled_path, dxa_rotation_deg, t_score
-    from ..material.laws import density_law
-    from ..strength import CASES, strength
-    from .strength import _methods, _write_outputs
+def _scenario(args):
+    from ..scenario import default_study, load_scenario, protocol, study
 
+    if args.scenario is not None and args.protocol:
+        raise ValueError("give a scenario file or --protocol names, not both (a scenario file "
+                         "can list protocols itself: see docs/scenarios.md)")
+    if args.scenario is not None:
+        if not args.scenario.is_file():
+            raise ValueError(f"scenario file {args.scenario} does not exist")
+        sc = load_scenario(args.scenario)
+    elif len(args.protocol) == 1:
+        sc = protocol(args.protocol[0])
+    elif args.protocol:
+        sc = study(args.protocol)
+    else:
+        sc = default_study()
+    if args.bone is not None:
+        from ..scenario import build_scenario
+
+        doc = json.loads(sc.document)
+        doc.setdefault("bone", {})["mesh"] = (str(Path(args.bone).resolve())
+                                              if Path(args.bone).suffix else args.bone)
+        sc = build_scenario(doc, source=sc.source)
+    if args.years is not None:
+        sc = sc.with_duration(args.years)
+    return sc
+
+
+class _Progress:
+    """One status line per arm on stderr: bar, steps, simulated years, elapsed time."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.start = stream, time.perf_counter()
+        self.tty = getattr(stream, "isatty", lambda: False)()
+
+    def __call__(self, arm, k, n, rec):
+        width = 24
+        done = int(width * k / n)
+        line = (f"  {arm:24.24s} [{'#' * done}{'.' * (width - done)}] {k:4d}/{n} steps "
+                f"{time.perf_counter() - self.start:6.1f} s")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if k == n else ""))
+        elif rec is not None or k == n:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _print_arm(name, res) -> None:
+    recs = res.records
+    region = next((r for r in ("femoral_neck", "vertebral_body") if r in recs[0]["regions"]),
+                  next(iter(recs[0]["regions"]), None))
+    cases = list(recs[0]["stiffness_N_per_mm"])
+    head = f"  {'year':>5s}"
+    if region:
+        has_t = "t_score" in recs[0]["regions"][region]
+        head += f"  {region + (' aBMD' if has_t else ' vBMD'):>20s} {'T':>6s} {'Δ%':>6s}"
+    for c in cases:
+        head += f"  {c + ' N/mm':>18s} {'Ffrac N':>8s}"
+    head += f"  {'CTX':>5s} {'P1NP':>5s}"
+    print(f"{name}:")
+    print(head)
+    for r in recs:
+        line = f"  {r['time_years']:5.1f}"
+        if region:
+            e = r["regions"][region]
+            v = e.get("abmd_g_cm2", e["vbmd_mg_cm3"])
+            t = e.get("t_score")
+            line += f"  {v:20.3f} {t:+6.2f} {e['change_pct']:+6.1f}" if t is not None else \
+                f"  {v:20.1f} {'':>6s} {e['change_pct']:+6.1f}"
+        for c in cases:
+            loads = r["fracture_load_N"][c]
+            first = next(iter(loads.values()), float("nan"))
+            line += f"  {r['stiffness_N_per_mm'][c]:18.0f} {first:8.0f}"
+        line += f"  {r['markers']['ctx_rel']:5.2f} {r['markers']['p1np_rel']:5.2f}"
+        print(line)
+
+
+def _write_outputs(out: Path, result, pictures: bool) -> list:
+    """results.json, PVD series, animation, trajectories and report in ``out``."""
+    from ..mesh.io import read_mesh
+
+    files = []
+    summary = result.summary()
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    (out / "scenario.toml").write_text(result.scenario.to_toml())
+    files += [out / "results.json", out / "scenario.toml"]
+    try:
+        from .. import viz
+    except ImportError as e:  # pragma: no cover - viz is part of the [all] install
+        log.warning("no fields or pictures (febone.viz unavailable: %s)", e)
+        return files
+    shown = []
+    for name, res in result.arms.items():
+        mesh = read_mesh(res.description["bone"])
+        label = res.description.get("label", name)
+        rho0 = res.density[0]
+        frames = [{"density_g_cm3": rho, "density_change_pct": 100.0 * (rho / rho0 - 1.0),
+                   "bvtv": f} for rho, f in zip(res.density, res.bvtv)]
+        files.append(viz.write_pvd(out / f"{label}.pvd", mesh, list(res.time_years), frames))
+        if pictures:
+            try:
+                gif = viz.animate_density(mesh, res.density, res.time_years,
+                                          out / f"{label}_density.gif")
+                shown.append(gif)
+                shown += viz.snapshot(mesh, {"cell_data": {
+                    "density_g_cm3": res.density[-1],
+                    "density_change_pct": 100.0 * (res.density[-1] / rho0 - 1.0)}},
+                    out / f"{label}_pictures", bone=Path(res.description["bone"]).stem)
+            except (ImportError, viz.RenderingError) as e:
+                log.warning("no 3-D pictures: %s", e)
+    try:
+        files.append(viz.plot_trajectories(summary, out / "trajectories.png"))
+        files.append(viz.write_report(out, summary, shown))
+    except ImportError as e:  # pragma: no cover
+        log.warning("no trajectory plot or report: %s", e)
+    return files + shown
+
+
+def run(args) -> int:
+    from ..device import device_description
+    from ..remodel.runner import run_scenario
+
+    if args.list_protocols:
+        from ..scenario import PROTOCOLS
+
+        for name, p in PROTOCOLS.items():
+            print(f"{name:28s} {p.description}")
+        return 0
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out DIR (the folder of the interrupted run)")
     start = time.perf_counter()
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    bad = [c for c in cases if c not in ("stance", "sideways-fall")]
-    if bad or not cases:
-        raise ValueError(f"--cases {args.cases!r}: unknown case(s) {bad}; febone run loads a "
-                         f"femur: use stance and/or sideways-fall")
-    methods = _methods(args.method)
-    if not args.body_weight_kg > 0:
-        raise ValueError(f"--body-weight-kg must be positive; got {args.body_weight_kg}")
-    path = args.mesh if args.mesh is not None else bundled_path(args.bone)
-    mesh = fb.read_mesh(path)
-    if args.density_field not in mesh.cell_data:
-        raise ValueError(f"the mesh has no cell data {args.density_field!r} (apparent density, "
-                         f"g/cm³); available: {sorted(mesh.cell_data)}")
-    rho = np.asarray(mesh.cell_data[args.density_field], float).reshape(-1)
-    E = np.asarray(density_law(args.law).modulus(rho))
-    result = {"bone": str(path), "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs,
-              "law": args.law, "regions": {}, "cases": {}}
-    print(f"bone: {path} ({mesh.cell_type}, {mesh.n_elements} elements, {mesh.n_dofs} dofs)")
-    for region, site in (("region_femoral_neck", "femoral_neck"), ("region_total_hip", "total_hip")):
-        if region in mesh.cell_data:
-            m = areal_bmd(mesh, region, rotation_deg=dxa_rotation_deg(), density=args.density_field)
-            t = t_score(m.abmd_g_cm2, site)
-            result["regions"][site] = {"abmd_g_cm2": m.abmd_g_cm2, "t_score": t,
-                                       "vbmd_mg_cm3": m.vbmd_mg_cm3}
-            print(f"  {site:13s} aBMD {m.abmd_g_cm2:.3f} g/cm²  T-score {t:+.2f}  "
-                  f"vBMD {m.vbmd_mg_cm3:.0f} mg/cm³")
-    bw = args.body_weight_kg * _G
-    for name in cases:
-        case = CASES[name]()
-        print(f"  {name}: solving ...", file=sys.stderr, flush=True)
-        res = strength(mesh, case, E, nu=args.nu, methods=methods, density=rho,
-                       preconditioner=args.preconditioner)
-        entry = res.summary()
-        entry["fracture_load_BW"] = {k: v / bw for k, v in res.fracture_load_N.items()}
-        if args.out:
-            entry["files"] = _write_outputs(args.out / name, mesh, res)
-        result["cases"][name] = entry
-        loads = ", ".join(f"{k} {v:.0f} N ({v / bw:.1f} BW)" for k, v in res.fracture_load_N.items())
-        print(f"  {name:13s} stiffness {res.stiffness_N_per_mm:8.0f} N/mm; fracture load {loads}")
-    result["wall_seconds"] = time.perf_counter() - start
-    result["device"] = fb.device_description()
-    print(f"done in {result['wall_seconds']:.1f} s on {result['device']}")
-    if args.json:
+    sc = _scenario(args)
+    arms = [a.name for a in sc.runs()]
+    print(f"scenario: {sc.name} ({len(arms)} arm{'s' if len(arms) > 1 else ''}, "
+          f"{sc.duration_years:g} years, bone {sc.runs()[0].bone.mesh}) on {device_description()}")
+    result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=_Progress(),
+                          preconditioner=args.preconditioner)
+    for name, res in result.arms.items():
+        _print_arm(name, res)
+    summary = result.summary()
+    if args.out is not None:
+        _write_outputs(args.out, result, pictures=not args.no_pictures)
+        print(f"results in {args.out}/ (results.json, per-arm .jsonl and .pvd, report.md)")
+    if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(summary, indent=2))
+    print(f"done in {time.perf_counter() - start:.1f} s on {result.device}")
     return 0

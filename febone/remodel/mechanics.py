@@ -36,7 +36,7 @@ from ..solve.linear import solve
 from ..solve.pcg import PCG
 
 __all__ = ["HabitualLoad", "MechanicalStimulus", "DEFAULT_HABITUAL", "build_stimulus",
-           "habitual_sed"]
+           "habitual_sed", "lazy_zone"]
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,14 @@ class HabitualLoad:
         weight: share of the daily stimulus (the weights of a run sum to 1).
         magnitude_bw: peak force in body weights (hip contact in stance ≈ 2.5–3 BW,
             Bergmann 2001).
+        options: keyword arguments of the case function as ``((name, value), ...)``, e.g.
+            ``(("angle_deg", 20.0),)`` for stance.
     """
 
     case: str = "stance"
     weight: float = 1.0
     magnitude_bw: float = 2.5
+    options: tuple = ()
 
     def __post_init__(self):
         from ..strength.loadcases import CASES
@@ -153,7 +156,7 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
     E0 = np.asarray(E0, dtype=np.float64)
     cases = []
     for h in habitual:
-        case = CASES[h.case]()
+        case = CASES[h.case](**dict(h.options))
         posed = case.posed(mesh)
         model = FEModel.from_mesh(posed)
         mat = LinearElastic.create(E0, nu, mesh.n_elements)
@@ -179,6 +182,22 @@ def _smooth(stim: MechanicalStimulus, psi):
     vals = jnp.broadcast_to((psi * stim.volumes)[:, None], stim.smooth_nodes.shape)
     nodal = jnp.zeros(n_nodes, psi.dtype).at[stim.smooth_nodes].add(vals) / stim.node_weight
     return nodal[stim.smooth_nodes].mean(axis=1)
+
+
+def lazy_zone(ratio, width):
+    """Stimulus ratio Ψ/Ψ̆ with a dead band ("lazy zone", Carter 1987; Huiskes et al. 1987) of
+    ±``width`` around homeostasis: 1 inside the band, shifted towards 1 by ``width`` outside it
+    (continuous). Elements in parallel with stiffer ones lose strain energy as they lose
+    density, so without a band the homeostatic state of a heterogeneous bone is unstable and
+    round-off of the FE solves grows into density drift over decades; the band makes small
+    perturbations neutral while disuse and overload beyond it still act.
+
+    Args:
+        ratio: Ψ/Ψ̆, any shape (dimensionless).
+        width: half-width of the band (fraction, ≥ 0; 0 = no band).
+    """
+    d = ratio - 1.0
+    return 1.0 + jnp.sign(d) * jnp.maximum(jnp.abs(d) - width, 0.0)
 
 
 def habitual_sed(stim: MechanicalStimulus, E, nu, u_prev):

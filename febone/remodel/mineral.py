@@ -69,7 +69,16 @@ def _bin_mineral(params: MineralParameters, dtype):
 
 
 def _rates(state, cell_params: CellParameters):
-    return cell_params.k_form * state.OBa / 100.0, cell_params.k_res * state.OCa / 100.0
+    """(formation φ, resorption r), BV/TV per day, exactly as in dBV/TV/dt of the cell model
+    (including its specific-surface factor when ``cell_params.specific_surface``)."""
+    phi = cell_params.k_form * state.OBa / 100.0
+    r = cell_params.k_res * state.OCa / 100.0
+    if cell_params.specific_surface:
+        from .cells import specific_surface
+
+        s = specific_surface(state.f_bm) / specific_surface(cell_params.sv_reference_bvtv)
+        phi, r = phi * s, r * s
+    return phi, r
 
 
 def init_mineral(state, cell_params: CellParameters,

@@ -41,7 +41,7 @@ import numpy as np
 from ..device import device_description
 from ..mesh.mesh import Mesh
 from .cells import CellModelError, CellState, Drives, simulate, specific_surface, steady_state
-from .mechanics import DEFAULT_HABITUAL, build_stimulus, habitual_sed
+from .mechanics import DEFAULT_HABITUAL, build_stimulus, habitual_sed, lazy_zone
 from .mineral import MineralState, init_mineral, mean_mineral_content, tissue_density
 from .parameters import (CellParameters, MARTINEZ_REINA_2019, MINERAL_MARTINEZ_REINA_2019,
                          MineralParameters)
@@ -66,7 +66,8 @@ class RemodelSettings:
         nu: Poisson's ratio.
         density_field: cell data of the mesh with the baseline apparent density, g/cm³.
         steps_per_year: mechanical (FE) updates per year (12: monthly).
-        output_every: steps between outputs (12: yearly with monthly steps).
+        output_interval_years: time between outputs, years (a multiple of the mechanical step);
+            the end of the run is always an output.
         strength_cases: load cases whose stiffness and fracture load are reported.
         strength_methods: fracture-load methods (``pistoia``, ``strain-limit``, ...).
         cell_params: :class:`CellParameters` (Martínez-Reina 2019 by default).
@@ -74,6 +75,8 @@ class RemodelSettings:
             (then ρ_t is that of fully mineralised bone and BMD follows BV/TV alone).
         cell_rtol: adaptive step tolerance of the cell model.
         smoothing: element → node → element average of the stimulus (anti-checkerboard).
+        lazy_zone: half-width of the dead band of the mechanical stimulus ratio Ψ/Ψ̆
+            (:func:`~.mechanics.lazy_zone`; fraction, 0 = none).
         preconditioner: CG preconditioner of the FE solves (``auto`` = AMG with pyamg).
     """
 
@@ -83,22 +86,27 @@ class RemodelSettings:
     nu: float = 0.3
     density_field: str = "density_g_cm3"
     steps_per_year: int = 12
-    output_every: int = 12
+    output_interval_years: float = 1.0
     strength_cases: tuple = ("stance", "sideways-fall")
     strength_methods: tuple = ("pistoia",)
     cell_params: CellParameters = MARTINEZ_REINA_2019
     mineral_params: MineralParameters | None = MINERAL_MARTINEZ_REINA_2019
     cell_rtol: float = 1e-4
     smoothing: bool = True
+    lazy_zone: float = 0.1
     preconditioner: str = "auto"
 
     def __post_init__(self):
+        if not (np.isfinite(self.lazy_zone) and 0 <= self.lazy_zone < 1):
+            raise ValueError(f"lazy_zone must be a fraction in [0, 1); got {self.lazy_zone}")
         if not (isinstance(self.steps_per_year, int) and 1 <= self.steps_per_year <= 365):
             raise ValueError(f"steps_per_year must be an integer in 1..365 (12 = monthly FE "
                              f"updates); got {self.steps_per_year!r}")
-        if not (isinstance(self.output_every, int) and self.output_every >= 1):
-            raise ValueError(f"output_every must be a positive number of mechanical steps; got "
-                             f"{self.output_every!r}")
+        k = self.output_interval_years * self.steps_per_year
+        if not (np.isfinite(k) and k >= 1 - 1e-9 and abs(k - round(k)) < 1e-6):
+            raise ValueError(f"output_interval_years ({self.output_interval_years}) must be a "
+                             f"positive multiple of the mechanical step (1/{self.steps_per_year} "
+                             f"year)")
         if not 0.0 < self.nu < 0.5:
             raise ValueError(f"Poisson's ratio must lie in (0, 0.5); got {self.nu}")
 
@@ -106,12 +114,14 @@ class RemodelSettings:
         """JSON-ready description (what was run)."""
         return {"habitual": [vars(h) for h in self.habitual], "body_mass_kg": self.body_mass_kg,
                 "law": self.law, "nu": self.nu, "density_field": self.density_field,
-                "steps_per_year": self.steps_per_year, "output_every": self.output_every,
+                "steps_per_year": self.steps_per_year,
+                "output_interval_years": self.output_interval_years,
                 "strength_cases": list(self.strength_cases),
                 "strength_methods": list(self.strength_methods),
                 "cell_params": self.cell_params.name,
                 "mineralisation": self.mineral_params is not None,
                 "cell_rtol": self.cell_rtol, "smoothing": self.smoothing,
+                "lazy_zone": self.lazy_zone,
                 "preconditioner": self.preconditioner}
 
 
@@ -140,8 +150,9 @@ class RemodelResult:
 
     Attributes:
         label: protocol or scenario name.
-        records: list of per-output dicts (``time_years``, ``regions``, ``stiffness_N_per_mm``,
-            ``fracture_load_N``, ``markers``, ``mean_bvtv``).
+        records: list of per-output dicts (``time_years``: nominal time k/steps_per_year,
+            ``day``: simulated days, ``regions``, ``stiffness_N_per_mm``, ``fracture_load_N``,
+            ``markers``, ``mean_bvtv``).
         density: (n_outputs, n_elements) apparent density, g/cm³.
         bvtv: (n_outputs, n_elements) BV/TV.
         wall_seconds: time of this call, s.
@@ -217,13 +228,14 @@ def _stimulus_step(stim, state: BoneState, nu, mp, *, law):
 
 
 @partial(jax.jit, static_argnames=("n_days", "rtol"))
-def _cell_step(params, mp, cells, mineral, drives_table, load_factor, ratio, t0, *, n_days, rtol):
+def _cell_step(params, mp, cells, mineral, drives_table, load_factor, ratio, t0, lazy, *, n_days,
+               rtol):
     """Integrate the cells over ``n_days`` from day t0 with daily drives (tables (n_days,))."""
 
     def drives_fn(t, s, m):
         k = jnp.clip(jnp.floor(t - t0).astype(jnp.int32), 0, n_days - 1)
         d = jax.tree_util.tree_map(lambda a: a[k], drives_table)
-        return replace(d, psi_ratio=ratio * load_factor[k] ** 2)
+        return replace(d, psi_ratio=lazy_zone(ratio * load_factor[k] ** 2, lazy))
 
     kw = {} if mp is None else {"mineral": mineral, "mineral_params": mp}
     traj = simulate(params, cells, drives_fn, days=n_days, t0=t0, save_every=n_days,
@@ -340,7 +352,8 @@ class _Run:
             self._strength[name] = (case, pre)
         return self._strength[name]
 
-    def measure(self, state: BoneState, t_years: float) -> dict:
+    def measure(self, state: BoneState, t_years: float, day: int = 0) -> dict:
+        """The output record of ``state`` at nominal time ``t_years`` (simulated ``day``)."""
         from ..bones import areal_bmd, dxa_rotation_deg
         from ..bones.densitometry import REFERENCE_POPULATIONS, volumetric_bmd
         from ..strength import strength
@@ -367,17 +380,17 @@ class _Run:
             stiffness[name] = res.stiffness_N_per_mm
             loads[name] = dict(res.fracture_load_N)
         ctx, p1np = self._markers(state)
-        rec = {"time_years": float(t_years), "regions": regions, "stiffness_N_per_mm": stiffness,
+        rec = {"time_years": float(t_years), "day": int(day), "regions": regions,
+               "stiffness_N_per_mm": stiffness,
                "fracture_load_N": loads, "markers": {"ctx": ctx, "p1np": p1np},
                "mean_bvtv": float(np.average(np.asarray(state.cells.f_bm),
                                              weights=np.asarray(self.stim.volumes)))}
-        b = self.baseline or rec
+        b = self.baseline or rec          # the baseline record is measured against itself
         for name, entry in regions.items():
             key = "abmd_g_cm2" if "abmd_g_cm2" in entry else "vbmd_mg_cm3"
             entry["change_pct"] = 100.0 * (entry[key] / b["regions"][name][key] - 1.0)
-        rec["markers"] = {"ctx_rel": ctx / b["markers"].get("ctx", ctx) if self.baseline else 1.0,
-                          "p1np_rel": p1np / b["markers"].get("p1np", p1np) if self.baseline else 1.0,
-                          "ctx": ctx, "p1np": p1np}
+        rec["markers"].update(ctx_rel=ctx / b["markers"]["ctx"],
+                              p1np_rel=p1np / b["markers"]["p1np"])
         return rec
 
 
@@ -458,9 +471,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         raise TypeError(f"settings must be RemodelSettings; got {type(settings).__name__}")
     bounds = step_schedule(years, settings.steps_per_year)
     n_steps, n_days = len(bounds) - 1, int(bounds[-1])
-    if n_steps % settings.output_every:
-        raise ValueError(f"the {n_steps} mechanical steps are not a multiple of output_every "
-                         f"({settings.output_every})")
+    every = int(round(settings.output_interval_years * settings.steps_per_year))
+    outputs = set(range(every, n_steps + 1, every)) | {n_steps}
     table, load_factor = _check_inputs(inputs, n_days)
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
@@ -491,7 +503,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         dt = {name: jnp.asarray(v[d0:d1]) for name, v in table.items()}
         cells, mineral, _ = _cell_step(params, mp, state.cells, state.mineral, Drives(**dt),
                                        jnp.asarray(load_factor[d0:d1]), ratio,
-                                       jnp.asarray(float(d0)), n_days=d1 - d0,
+                                       jnp.asarray(float(d0)), settings.lazy_zone,
+                                       n_days=d1 - d0,
                                        rtol=settings.cell_rtol)
         if not np.all(np.isfinite(np.asarray(cells.f_bm))):
             raise CellModelError(f"{label}: the cell model produced NaN at day {d1}; check the "
@@ -501,8 +514,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
                                  f"completely or overfilled); shorten the run or check the inputs")
         state = BoneState(cells, mineral, u)
         rec = None
-        if (k + 1) % settings.output_every == 0:
-            rec = run.measure(state, d1 / DAYS_PER_YEAR)
+        if k + 1 in outputs:
+            rec = run.measure(state, (k + 1) / settings.steps_per_year, d1)
             records.append(rec)
             rho, _ = _apparent_density(state, mp)
             density.append(np.asarray(rho))
