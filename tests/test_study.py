@@ -164,8 +164,11 @@ def test_multi_year_run_gradients():
     value, grad = value_and_grad(study, p, "bmd_change:all")
     fd = finite_difference(study, p, names, "bmd_change:all")
     assert float(value) < 0          # an aromatase inhibitor after menopause loses bone
+    # over ten steps the habitual CG noise (rtol 1e-8 → ~1e-8 of the stimulus, integrated by
+    # the cells) divided by h enters the differences of this small derivative (the dose's
+    # effect saturates): 1e-3 relative
     for n in names:
-        np.testing.assert_allclose(float(grad[n]), fd[n], rtol=RTOL_AD_FD, err_msg=n)
+        np.testing.assert_allclose(float(grad[n]), fd[n], rtol=1e-3, err_msg=n)
     # more RANKL from the E2 deficit: more loss
     assert grad["coupling:P_RANKL_E2"] < 0
 

@@ -7,7 +7,7 @@ from ..remodel.mechanics import HabitualLoad
 from ..remodel.simulation import RemodelSettings
 from .model import StudySettings, build_study
 
-__all__ = ["study_from_scenario", "default_sensitivity_study", "DEFAULT_PARAMETERS",
+__all__ = ["study_from_scenario", "default_sensitivity_study", "specimen_study", "DEFAULT_PARAMETERS",
            "DEFAULT_PROTOCOL", "DEFAULT_YEARS"]
 
 #: ``febone sensitivity`` without a scenario: TRT + anastrozole in a hypogonadal man, with a
@@ -20,7 +20,7 @@ DEFAULT_YEARS = 1.0
 
 def study_from_scenario(scenario, *, years: float | None = None, step_days: int | None = None,
                         strength_case: str | None = None, preconditioner: str = "auto",
-                        **settings):
+                        treatments=None, **settings):
     """Build the study of a scenario (one arm; the bone, habitual loading, patient, treatments,
     duration and mechanical step of the scenario).
 
@@ -31,6 +31,7 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
         strength_case: load case of the fracture-load outcome (default ``sideways-fall`` when the
             scenario's strength cases have it, else their first).
         preconditioner: CG preconditioner (``auto``/``amg``/``jacobi``).
+        treatments: override of the scenario's treatments (e.g. ``()`` for the untreated arm).
         settings: further :class:`StudySettings` fields.
     """
     import febone as fb
@@ -56,7 +57,8 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
     st = StudySettings(remodel=rs, step_days=step_days or scenario.mechanical_step_days,
                        strength_case=strength_case, **settings)
     mesh = fb.read_mesh(b.path())
-    return build_study(mesh, scenario.patient, scenario.treatments,
+    tr = scenario.treatments if treatments is None else tuple(treatments)
+    return build_study(mesh, scenario.patient, tr,
                        years=years or scenario.duration_years, settings=st)
 
 
@@ -66,3 +68,21 @@ def default_sensitivity_study(*, years: float = DEFAULT_YEARS, **kw):
     from ..scenario import protocol
 
     return study_from_scenario(protocol(DEFAULT_PROTOCOL), years=years, **kw)
+
+
+def specimen_study(patient, treatments=(), *, years: float, shape=(2, 2, 3), seed: int = 7,
+                   **settings):
+    """A small study for examples and tests: a 10 × 10 × 5·nz mm trabecular specimen (hex8,
+    density 0.3–0.5 g/cm³ at random, Morgan vertebral law) under habitual uniaxial compression
+    of 0.5 body weights, fracture load in compression, Jacobi-preconditioned solves."""
+    import numpy as np
+    import febone as fb
+    from dataclasses import replace as _replace
+
+    mesh = fb.box_mesh(shape, (10.0, 10.0, 5.0 * shape[2]))
+    rho = 0.3 + 0.2 * np.random.default_rng(seed).random(mesh.n_elements)
+    mesh = _replace(mesh, cell_data={"density_g_cm3": rho})
+    rs = RemodelSettings(habitual=(HabitualLoad("compression", 1.0, 0.5),),
+                         preconditioner="jacobi", law="morgan-vertebra")
+    st = StudySettings(remodel=rs, strength_case="compression", **settings)
+    return build_study(mesh, patient, treatments, years=years, settings=st)
