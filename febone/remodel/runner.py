@@ -93,6 +93,7 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
     coupling = DEFAULT_COUPLING if coupling is None else coupling
     meshes: dict[Path, object] = {}
     arms: dict[str, RemodelResult] = {}
+    cache: dict = {}
     for arm in scenario.runs():
         path = arm.bone.path()
         if path not in meshes:
@@ -104,7 +105,8 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         cb = None if progress is None else (lambda k, n, rec, _a=arm.name: progress(_a, k, n, rec))
         arms[arm.name] = remodel(meshes[path], inputs, years=years, settings=settings,
                                  label=_file_label(arm.name), out_dir=out_dir, resume=resume,
-                                 progress=cb, description={"arm": arm.name, "bone": str(path)})
+                                 progress=cb, description={"arm": arm.name, "bone": str(path)},
+                                 cache=cache)
     return ScenarioResult(scenario, arms, time.perf_counter() - start, device_description())
 
 

@@ -274,7 +274,8 @@ def _check_inputs(inputs, n_days: int):
 class _Run:
     """Host-side set-up of one bone: baseline state, stimulus, outputs."""
 
-    def __init__(self, mesh: Mesh, settings: RemodelSettings, baseline_drives: Drives):
+    def __init__(self, mesh: Mesh, settings: RemodelSettings, baseline_drives: Drives,
+                 cache: dict | None = None):
         from ..material.laws import density_law
         from ..bones.densitometry import _density
 
@@ -308,9 +309,15 @@ class _Run:
         cells = steady_state(params, baseline_drives, f_bm=jnp.asarray(f))
         mineral = None if self.mp is None else init_mineral(cells, params, self.mp)
         self.E0 = np.asarray(self.law.modulus(self.rho0))
-        self.stim = build_stimulus(mesh, self.E0, nu=s.nu, habitual=s.habitual,
-                                   body_mass_kg=s.body_mass_kg, smoothing=s.smoothing,
-                                   preconditioner=s.preconditioner)
+        # solver set-up (posed models, AMG hierarchies) depends only on the bone and settings:
+        # runs sharing ``cache`` (the arms of a study) build it once
+        cache = {} if cache is None else cache
+        key = (id(mesh), json.dumps(s.describe(), sort_keys=True, default=str))
+        if key not in cache:
+            cache[key] = (build_stimulus(mesh, self.E0, nu=s.nu, habitual=s.habitual,
+                                         body_mass_kg=s.body_mass_kg, smoothing=s.smoothing,
+                                         preconditioner=s.preconditioner), {})
+        self.stim, self._strength = cache[key]
         u0 = tuple(jnp.zeros((mesh.n_nodes, 3)) for _ in self.stim.cases)
         self.state0 = BoneState(cells, mineral, u0)
         psi, u, _, ok = _stimulus_step(self.stim, self.state0, s.nu, self.mp, law=self.law)
@@ -321,7 +328,6 @@ class _Run:
         self.state0 = replace(self.state0, u=u)
         _, self.mineral_vol0 = (np.asarray(a) for a in _apparent_density(self.state0, self.mp))
         self.regions = sorted(k[len("region_"):] for k in mesh.cell_data if k.startswith("region_"))
-        self._strength = {}
         self.baseline = None
         self.baseline = self.measure(self.state0, 0.0)
 
@@ -432,7 +438,7 @@ def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
 
 def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = RemodelSettings(),
             label: str = "run", out_dir=None, resume: bool = False, progress=None,
-            description: dict | None = None) -> RemodelResult:
+            description: dict | None = None, cache: dict | None = None) -> RemodelResult:
     """Remodel a bone for ``years`` under daily hormone/drug inputs, coupled to the FE solution.
 
     Args:
@@ -453,6 +459,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             duration, else ValueError); the result equals an uninterrupted run.
         progress: callable(step, n_steps, record_or_None) after every mechanical step.
         description: extra JSON-ready metadata stored with the result ("what was run").
+        cache: a dict shared by runs on the same ``mesh`` object (e.g. the arms of a study) to
+            reuse the solver set-up (posed models, AMG hierarchies) between them.
 
     Returns:
         :class:`RemodelResult`.
@@ -477,7 +485,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
     baseline = Drives(**{k: v[0] for k, v in table.items()})
-    run = _Run(mesh, settings, replace(baseline, psi_ratio=1.0))
+    run = _Run(mesh, settings, replace(baseline, psi_ratio=1.0), cache)
     fp = _fingerprint(mesh, table, load_factor, settings, years)
     out_dir = None if out_dir is None else Path(out_dir)
     ckpt = jsonl = None
@@ -493,13 +501,18 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
         jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
     mp, params, nu = run.mp, settings.cell_params, settings.nu
+    timing = {"setup_seconds": time.perf_counter() - start, "fe_seconds": 0.0,
+              "cell_seconds": 0.0, "output_seconds": 0.0}
     for k in range(step0, n_steps):
         d0, d1 = int(bounds[k]), int(bounds[k + 1])
+        t_fe = time.perf_counter()
         psi, u, _, ok = _stimulus_step(run.stim, state, nu, mp, law=run.law)
         if not bool(ok):
             raise ConvergenceError(f"{label}: habitual-load FE solve failed at day {d0} (CG did "
                                    f"not converge or the bone no longer resists the load)")
         ratio = jnp.asarray(np.asarray(psi) / run.psi0)
+        t_cell = time.perf_counter()
+        timing["fe_seconds"] += t_cell - t_fe
         dt = {name: jnp.asarray(v[d0:d1]) for name, v in table.items()}
         cells, mineral, _ = _cell_step(params, mp, state.cells, state.mineral, Drives(**dt),
                                        jnp.asarray(load_factor[d0:d1]), ratio,
@@ -513,6 +526,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             raise CellModelError(f"{label}: BV/TV left (0, 1] at day {d1} (elements resorbed "
                                  f"completely or overfilled); shorten the run or check the inputs")
         state = BoneState(cells, mineral, u)
+        t_out = time.perf_counter()
+        timing["cell_seconds"] += t_out - t_cell
         rec = None
         if k + 1 in outputs:
             rec = run.measure(state, (k + 1) / settings.steps_per_year, d1)
@@ -524,9 +539,12 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
                 with jsonl.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
                 _save_checkpoint(ckpt, state, k + 1, fp, records, density, bvtv)
+            timing["output_seconds"] += time.perf_counter() - t_out
         if progress is not None:
             progress(k + 1, n_steps, rec)
+    timing["steps"], timing["days"] = n_steps - step0, int(bounds[-1] - bounds[step0])
     desc = {"label": label, "years": years, "fingerprint": fp, "settings": settings.describe(),
+            "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
             **(description or {})}
     return RemodelResult(label, records, np.asarray(density), np.asarray(bvtv),
                          time.perf_counter() - start, device_description(), desc)
