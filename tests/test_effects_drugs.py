@@ -1,8 +1,8 @@
 """Qualitative effects of science.md §1, drugs and lifestyle (FE-free site model).
 
 Thresholds are the observation's direction with margins far above the numerical error of the
-adaptive cell model (~1e-3 relative). All runs share spin-up + scenario = 5 years (one
-compilation).
+adaptive cell model (~1e-3 relative). All runs share spin-up (4 y: the patient's untreated
+state before time 0) + scenario = 7 years (one compilation).
 """
 import numpy as np
 import pytest
@@ -13,11 +13,11 @@ from febone.remodel.treatments import Treatment
 
 T = Treatment.create
 F = np.array([0.15, 0.25, 0.85])          # trabecular, dense trabecular, cortical BV/TV
-HORIZON = 5.0
+HORIZON = 7.0
 OLD_WOMAN = Patient.create(age_years=65.0, menopause_age_years=51.0)
 
 
-def run(patient, treatments=(), spin=2.0, f=F):
+def run(patient, treatments=(), spin=4.0, f=F):
     return simulate_site(patient, list(treatments), years=HORIZON - spin, f_bm=f,
                          spinup_years=spin)
 

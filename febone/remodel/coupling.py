@@ -16,15 +16,20 @@ deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
 * ``beta_OPG_factor`` = exp(k_OPG·u_E); ``A_OCa_factor`` = exp(k_AOCa·u_E)·(1 + k_bp·BP)
   / (1 + k_gc_AOCa·x_gc) (E2 and bisphosphonate raise OC apoptosis, glucocorticoid prolongs OC
   survival);
-* ``D_OBp_factor`` = exp(k_T (s_T − ½))·(1 + k_P4 (s_P − s_P,ref))·(1 + k_scl Δload·s_E/s_ref)
-  ·(1 + k_tpd_DOBp·u_PTH) / (1 + k_gc_DOBp·x_gc): T direct anabolic (s_T = T/(T + T_ref,sex)),
-  progesterone, the sclerostin/Wnt effect of exercise blunted by low E2, intermittent PTH,
-  glucocorticoid;
+* ``D_OBp_factor`` = (1 + k_tpd_DOBp·u_PTH) / (1 + k_gc_DOBp·x_gc) (intermittent PTH,
+  glucocorticoid);
 * ``D_OBu_factor`` = r_IGF^a_OBu, ``D_OCp_factor`` = r_IGF^a_OCp (GH/IGF-1 raise turnover;
-  r_IGF = IGF-1 / age norm); ``A_OBa_factor`` = (1 + k_gc_AOBa·x_gc)·r̄_IGF^(−a_AOBa)
-  / (1 + k_tpd_AOBa·u_PTH) (glucocorticoid OB apoptosis; the slow IGF-1 effect on OB lifespan
-  with r̄ the IGF ratio low-pass filtered with ``tau_igf_days``; intermittent PTH retards OB
-  apoptosis, Jilka 1999);
+  r_IGF = IGF-1 / age norm);
+* ``A_OBa_factor`` = (1 + k_gc_AOBa·x_gc)·r̄_IGF^(−a_AOBa)·exp(−k_T (s_T − ½))
+  / [(1 + k_P4 (s_P − s_P,ref))(1 + k_scl Δload·s_E/s_ref)(1 + k_tpd_AOBa·u_PTH)]:
+  glucocorticoid OB apoptosis; the slow IGF-1 effect on OB lifespan (r̄_IGF low-pass filtered
+  with ``tau_igf_days``); testosterone's direct anabolic action (s_T = T/(T + T_ref,sex)),
+  progesterone and the sclerostin/Wnt effect of exercise (blunted by low E2) as OB survival
+  (androgens, estrogens and Wnt are anti-apoptotic for osteoblasts: Kousteni et al. 2001,
+  Cell 104:719; Almeida et al. 2005); intermittent PTH retards OB apoptosis (Jilka 1999).
+  science.md §4 names D_OBp for T and progesterone, but in this cell model a higher D_OBp
+  depletes the RANKL-producing precursors and *lowers* BV/TV (measured: D_OBp ×1.2 → BV/TV
+  −5 % in 10 y with the site closure), so the anabolic hormones act on OB lifespan instead;
 * ``P_PTH`` = k_PTH·β_PTH·(PTH/PTH_ref − 1)⁺ (endogenous excess and continuous PTH raise the
   model's PTH by the same ratio: catabolic), intermittent PTH u_PTH = pulse dose / 20 µg is kept
   out of it;
@@ -33,8 +38,8 @@ deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
 
 x_gc = (glucocorticoid / 5 mg − 1)⁺ is the glucocorticoid excess over the endogenous
 prednisone-equivalent production. ``psi_ratio`` stays 1 in the drives: the mechanics sets it.
-``load_factor`` = 1 + k_load·(exercise factor − 1)·(1 − k_ms d_E) is returned beside them (SED
-scales with its square under force control); the osteocytes' load response needs ER-α (Lee et
+``load_factor`` = 1 + k_load·(exercise factor − 1)·(1 − k_load,E2 d_E) is returned beside them
+(SED scales with its square under force control); the osteocytes' load response needs ER-α (Lee et
 al. 2003, Nature 424:389), so low E2 blunts it.
 
 :data:`DEFAULT_COUPLING` holds the values fitted by :mod:`febone.remodel.calibration` (report:
@@ -73,8 +78,7 @@ class CouplingParameters:
             ξ²/(ξ² + (t/τ)²) of Martínez-Reina 2019's PMO RANKL, here on the E2 level).
         k_OPG_E2, k_AOCa_E2: E2 effects on OPG production and OC apoptosis (per unit s_E).
         P_RANKL_cytokines: RANKL production per unit cytokine excess, pM/day.
-        k_ms_E2: loss of mechanosensitivity (λ and the exercise load increase) at full E2
-            deficit (fraction).
+        k_ms_E2: loss of mechanosensitivity λ at full E2 deficit (fraction).
         T_ref_female_ng_dL, T_ref_male_ng_dL, k_T: testosterone half-effect levels (= young
             reference) and direct anabolic gain on D_OBp.
         P4_half_ng_mL, P4_ref_female_ng_mL, P4_ref_male_ng_mL, k_P4: progesterone effect.
@@ -88,29 +92,30 @@ class CouplingParameters:
         k_load: fraction of a programme's load increase that reaches the daily habitual-load
             stimulus (load_factor = 1 + k_load·(programme factor − 1); a session is a small part
             of the day's loading cycles).
+        k_load_E2: fraction of the exercise load effect lost at full E2 deficit.
     """
 
     E2_ec50_pg_mL: float = 25.0
     E2_hill: float = 3.0
     E2_ref_female_pg_mL: float = E2_PREMENOPAUSE
     E2_ref_male_pg_mL: float = 25.0
-    P_RANKL_E2: float = 250.0
-    adapt_E2: float = 0.7
+    P_RANKL_E2: float = 79.4627
+    adapt_E2: float = 0.772315
     tau_adapt_E2_days: float = 900.0
-    k_OPG_E2: float = 0.5
-    k_AOCa_E2: float = 0.5
+    k_OPG_E2: float = 0.218399
+    k_AOCa_E2: float = 0.210318
     P_RANKL_cytokines: float = 30.0
-    k_ms_E2: float = 0.6
+    k_ms_E2: float = 0.2
     T_ref_female_ng_dL: float = 30.0
     T_ref_male_ng_dL: float = 600.0
-    k_T: float = 0.1
+    k_T: float = 0.230098
     P4_half_ng_mL: float = 4.0
     P4_ref_female_ng_mL: float = 4.0
     P4_ref_male_ng_mL: float = 0.3
-    k_P4: float = 0.2
-    a_OBu_IGF: float = 0.5
-    a_OCp_IGF: float = 0.7
-    a_AOBa_IGF: float = 0.04
+    k_P4: float = 0.02
+    a_OBu_IGF: float = 0.35
+    a_OCp_IGF: float = 0.882363
+    a_AOBa_IGF: float = 0.00400101
     tau_igf_days: float = 180.0
     PTH_ref_pg_mL: float = 35.0
     k_PTH: float = 1.0
@@ -121,7 +126,8 @@ class CouplingParameters:
     k_gc_AOCa: float = 0.3
     k_bp: float = 10.0
     k_scl: float = 0.2
-    k_load: float = 0.3
+    k_load: float = 0.980119
+    k_load_E2: float = 0.7
 
 
 jax.tree_util.register_dataclass(CouplingParameters,
@@ -129,7 +135,8 @@ jax.tree_util.register_dataclass(CouplingParameters,
                                  meta_fields=[])
 
 #: Names of the constants :mod:`febone.remodel.calibration` fits (the rest are fixed guesses).
-FITTED_FIELDS = ("P_RANKL_E2", "adapt_E2", "k_T", "a_OCp_IGF", "a_AOBa_IGF", "k_load")
+FITTED_FIELDS = ("P_RANKL_E2", "adapt_E2", "k_OPG_E2", "k_AOCa_E2", "k_T", "a_OCp_IGF",
+                 "a_AOBa_IGF", "k_load")
 
 #: Calibrated coupling (see :mod:`febone.remodel.calibration` and docs/calibration.md).
 DEFAULT_COUPLING = CouplingParameters()
@@ -205,8 +212,7 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     x_gc = jnp.maximum(s.glucocorticoid_mg / 5.0 - 1.0, 0.0)
     u_pth = s.pth_pulsatile_ug / 20.0
     d_load = s.exercise_load_factor - 1.0
-    mech = jnp.maximum(1.0 - c.k_ms_E2 * dE, 0.05)
-    load_factor = 1.0 + c.k_load * d_load * mech
+    load_factor = 1.0 + c.k_load * d_load * jnp.maximum(1.0 - c.k_load_E2 * dE, 0.0)
 
     dE_adapted = _low_pass(dE, c.tau_adapt_E2_days)
     P_RANKL = (c.P_RANKL_E2 * jnp.maximum(dE - c.adapt_E2 * dE_adapted, 0.0)
@@ -214,15 +220,16 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     beta_OPG = jnp.exp(c.k_OPG_E2 * uE)
     A_OCa = (jnp.exp(c.k_AOCa_E2 * uE) * (1.0 + c.k_bp * s.bisphosphonate)
              / (1.0 + c.k_gc_AOCa * x_gc))
-    D_OBp = (jnp.exp(c.k_T * (sT - 0.5)) * (1.0 + c.k_P4 * (sP - sP_ref))
-             * (1.0 + c.k_scl * d_load * sE / sE_ref) * (1.0 + c.k_tpd_DOBp * u_pth)
-             / (1.0 + c.k_gc_DOBp * x_gc))
+    D_OBp = (1.0 + c.k_tpd_DOBp * u_pth) / (1.0 + c.k_gc_DOBp * x_gc)
     D_OBu = r_igf ** c.a_OBu_IGF
     D_OCp = r_igf ** c.a_OCp_IGF
     A_OBa = ((1.0 + c.k_gc_AOBa * x_gc) * r_igf_slow ** (-c.a_AOBa_IGF)
-             / (1.0 + c.k_tpd_AOBa * u_pth))
+             * jnp.exp(-c.k_T * (sT - 0.5))
+             / ((1.0 + c.k_P4 * (sP - sP_ref)) * (1.0 + c.k_scl * d_load * sE / sE_ref)
+                * (1.0 + c.k_tpd_AOBa * u_pth)))
     beta_PTH = 250.0       # pM/day, intrinsic PTH production of both published cell-model sets
     P_PTH = c.k_PTH * beta_PTH * jnp.maximum(s.PTH_pg_mL / c.PTH_ref_pg_mL - 1.0, 0.0)
+    mech = jnp.maximum(1.0 - c.k_ms_E2 * dE, 0.05)
     ones = jnp.ones_like(sE)
     drives = Drives(P_RANKL=P_RANKL, P_PTH=P_PTH, P_OPG=0.0 * ones, P_TGFb=0.0 * ones,
                     beta_OPG_factor=beta_OPG, A_OCa_factor=A_OCa, D_OBp_factor=D_OBp,
