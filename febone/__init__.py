@@ -10,6 +10,7 @@ from .material import LinearElastic, PowerLaw, density_law, hu_to_density
 from .mesh import (Mesh, box_mesh, node_set, nodes_in_box, nodes_on_plane, nodes_where, read_mesh,
                    surface_node_set, write_mesh)
 from .solve import AMG, PCG, ConvergenceError, Solution, SolveStats, UnderConstrainedError, solve
+from .voxel import compress
 
 __version__ = "0.1.0"
 
@@ -18,4 +19,4 @@ __all__ = ["Mesh", "read_mesh", "write_mesh", "box_mesh", "node_set", "nodes_in_
            "surface_load", "LinearElastic", "PowerLaw", "density_law", "hu_to_density", "solve",
            "PCG", "AMG", "Solution", "SolveStats", "ConvergenceError", "UnderConstrainedError",
            "ElementFields", "element_fields", "reaction_forces", "device_description",
-           "runtime_info", "__version__"]
+           "runtime_info", "compress", "__version__"]

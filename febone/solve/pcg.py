@@ -60,7 +60,7 @@ def _dot(a, b):
 
 
 def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: float,
-        max_iter: int):
+        max_iter: int, flexible: bool = False):
     """Solve A x = b for symmetric positive definite A.
 
     Args:
@@ -70,6 +70,11 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
         x0: initial guess (warm start).
         rtol, atol: stopping tolerances on ‖r‖₂ (see :class:`PCG`).
         max_iter: iteration cap.
+        flexible: flexible CG for preconditioners that vary between iterations (nonlinear
+            ones such as a multigrid K-cycle): the Polak–Ribière form
+            β = zₖ₊₁ᵀ(rₖ₊₁ − rₖ)/zₖᵀrₖ keeps each direction A-conjugate to the previous one
+            (Notay 2000, FCG(1)); for a fixed linear preconditioner it equals plain PCG in
+            exact arithmetic, at one extra dot product per iteration.
 
     Returns:
         x and a :class:`PCGInfo` with the true relative residual ‖b − A x‖/‖b‖.
@@ -98,12 +103,13 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
             broke = ~(pAp > 0)
             alpha = jnp.where(broke, 0.0, rz / jnp.where(broke, 1.0, pAp))
             x = x + alpha * p
-            r = r - alpha * Ap
-            z = precondition(r)
-            rz_new = _dot(r, z)
-            beta = rz_new / jnp.where(rz == 0, 1.0, rz)
+            r_new = r - alpha * Ap
+            z = precondition(r_new)
+            rz_new = _dot(r_new, z)
+            num = rz_new - _dot(r, z) if flexible else rz_new
+            beta = num / jnp.where(rz == 0, 1.0, rz)
             p = z + beta * p
-            return x, r, p, rz_new, k + 1, jnp.sqrt(_dot(r, r)), broke
+            return x, r_new, p, rz_new, k + 1, jnp.sqrt(_dot(r_new, r_new)), broke
 
         x, _, _, _, k, _, broke = jax.lax.while_loop(cond, body, state)
         return x, k, broke

@@ -1,0 +1,18 @@
+"""Micro-CT voxel finite elements: image loading and segmentation, a structured matrix-free
+hex8 operator, geometric multigrid-preconditioned CG, and the uniaxial compression test.
+
+Axis order of images: (z, y, x); voxel size (dz, dy, dx) in mm; displacement components
+(x, y, z). See :mod:`febone.voxel.grid` for the node and voxel numbering.
+"""
+from .compress import (CompressionResult, compress, compress_mask, effective_strain,
+                       pistoia_failure_load)
+from .grid import VoxelGrid, VoxelLevel, VoxelModel
+from .image import Segmentation, VoxelImage, largest_component, load_image, otsu_threshold, segment
+from .multigrid import Multigrid
+from .solve import VoxelPCG, check_voxel_supports, compile_voxel_solve, solve_voxel, voxel_reactions
+
+__all__ = ["VoxelGrid", "VoxelLevel", "VoxelModel", "Multigrid", "VoxelPCG", "solve_voxel",
+           "voxel_reactions", "compile_voxel_solve", "check_voxel_supports", "VoxelImage",
+           "Segmentation", "load_image", "segment", "otsu_threshold", "largest_component",
+           "CompressionResult", "compress", "compress_mask", "effective_strain",
+           "pistoia_failure_load"]

@@ -1,0 +1,307 @@
+"""Uniaxial compression of a micro-CT specimen: apparent modulus and Pistoia failure load.
+
+The first node plane along the load axis is held in all components; the last plane is
+displaced along the axis only (free lateral expansion). Apparent modulus
+E_app = (F/A)/(δ/L) with A the full cross-section of the image box and L its length;
+failure load (Pistoia et al. 2002) F_fail = F · 0.007 / ε₂%, where ε₂% is the effective
+strain √(2·SED/E) exceeded by 2 % of the bone tissue volume.
+"""
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..device import device_description
+from ..fe.bc import BoundaryConditions
+from .grid import AXES, VoxelGrid, VoxelModel
+from .image import Segmentation, VoxelImage, load_image, segment
+from .operator import center_gradient, element_energy, element_stiffness, gather_corners, lame_unit
+from .solve import VoxelPCG, compile_voxel_solve, voxel_reactions
+
+__all__ = ["CompressionResult", "compress", "compress_mask", "effective_strain",
+           "pistoia_failure_load", "PISTOIA_STRAIN", "PISTOIA_FRACTION"]
+
+log = logging.getLogger(__name__)
+
+#: Pistoia 2002: critical effective strain and the tissue fraction that must exceed it.
+PISTOIA_STRAIN = 0.007
+PISTOIA_FRACTION = 0.02
+
+_COMPONENT = {"x": 0, "y": 1, "z": 2}
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """Outcome of a voxel compression test (units: N, MPa, mm, s, bytes).
+
+    Attributes:
+        reaction_force_N: axial force on the loaded face, N (positive in compression).
+        apparent_modulus_MPa: (F/A)/(δ/L).
+        failure_load_N: Pistoia 2002 estimate.
+        effective_strain_2pct: effective strain exceeded by 2 % of the bone volume.
+        bv_tv: bone volume fraction of the box.
+        n_dofs: 3 × active nodes (constrained ones included).
+        n_voxels: bone voxels.
+        iterations: CG iterations.
+        residual: final relative residual.
+        solve_seconds: the compiled solve (excluding compilation), s.
+        compile_seconds: compilation of the solve, s.
+        wall_seconds: the whole call (loading, segmentation, setup, solve, post), s.
+        device: where it ran.
+        peak_memory_bytes: XLA's buffer estimate of the solve (arguments + temporaries +
+            outputs); ``peak_rss_bytes`` is the process high-water mark for comparison.
+        peak_rss_bytes: process peak resident memory, bytes (includes the JAX runtime).
+        voxel_size_mm: (dz, dy, dx) of the solved grid.
+        shape: (nz, ny, nx) of the solved grid.
+        axis: load axis.
+        applied_displacement_mm: shortening δ.
+        threshold: segmentation threshold (None for masks).
+        u: (n_nodes, 3) displacements of the active nodes, mm.
+        effective_strain: (n_voxels,) √(2·SED/E) per bone voxel.
+    """
+
+    reaction_force_N: float
+    apparent_modulus_MPa: float
+    failure_load_N: float
+    effective_strain_2pct: float
+    bv_tv: float
+    n_dofs: int
+    n_voxels: int
+    iterations: int
+    residual: float
+    solve_seconds: float
+    compile_seconds: float
+    wall_seconds: float
+    device: str
+    peak_memory_bytes: int | None
+    peak_rss_bytes: int
+    voxel_size_mm: tuple
+    shape: tuple
+    axis: str
+    applied_displacement_mm: float
+    threshold: float | None
+    u: jax.Array
+    effective_strain: jax.Array
+
+    def to_json_dict(self) -> dict:
+        """The scalar results (JSON-serialisable)."""
+        keys = ["reaction_force_N", "apparent_modulus_MPa", "bv_tv", "n_dofs", "iterations",
+                "solve_seconds", "wall_seconds", "device", "peak_memory_bytes",
+                "failure_load_N", "effective_strain_2pct", "compile_seconds", "residual",
+                "n_voxels", "peak_rss_bytes", "axis", "applied_displacement_mm", "threshold"]
+        out = {k: getattr(self, k) for k in keys}
+        out["voxel_size_mm"] = list(self.voxel_size_mm)
+        out["shape"] = list(self.shape)
+        out["bytes_per_dof"] = (None if self.peak_memory_bytes is None
+                                else self.peak_memory_bytes / self.n_dofs)
+        return out
+
+
+_META = [f for f in CompressionResult.__dataclass_fields__ if f not in ("u", "effective_strain")]
+jax.tree_util.register_dataclass(CompressionResult, data_fields=["u", "effective_strain"],
+                                 meta_fields=_META)
+
+
+@jax.jit
+def _effective_strain(model: VoxelModel, nu, u):
+    """(n_voxels,) √(uᵉᵀ Ke uᵉ / V) = √(2·SED/E) for unit-modulus Ke."""
+    Ke = element_stiffness(model.voxel_size, nu, u.dtype)
+    volume = float(np.prod(model.voxel_size))
+    return jnp.sqrt(jnp.maximum(element_energy(model.fine, Ke, u), 0.0) / volume)
+
+
+def effective_strain(model: VoxelModel, u, *, nu=0.3) -> jax.Array:
+    """Effective strain √(2·SED/E) of every bone voxel (SED: voxel-average strain energy
+    density of the hex8 field, the 2×2×2 Gauss integral of the stiffness)."""
+    return _effective_strain(model, jnp.asarray(nu, jnp.asarray(u).dtype), jnp.asarray(u))
+
+
+def pistoia_failure_load(force, eff_strain, *, critical: float = PISTOIA_STRAIN,
+                         fraction: float = PISTOIA_FRACTION) -> tuple[float, float]:
+    """Pistoia et al. (2002): failure load = F · critical / ε, where ε is exceeded by
+    ``fraction`` of the (equal-volume) bone voxels.
+
+    Returns:
+        (failure load N, ε at the ``1 − fraction`` quantile).
+    """
+    e = np.asarray(eff_strain, dtype=float)
+    if e.size == 0:
+        raise ValueError("no bone voxels: cannot evaluate the Pistoia criterion")
+    eps = float(np.quantile(e, 1.0 - fraction))
+    if not eps > 0:
+        raise ValueError("the effective strain is zero in ≥ 98 % of the bone: no load reaches "
+                         "the tissue (check the boundary conditions)")
+    return float(abs(force)) * critical / eps, eps
+
+
+def _peak_rss() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _check_connected(mask: np.ndarray) -> None:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
+        raise ValueError(f"the bone mask has {n} face-connected parts (sizes {sizes[:5].tolist()}"
+                         f"{' ...' if n > 5 else ''} voxels); islands have no support and make "
+                         f"the stiffness singular. Keep the largest component (segment(..., "
+                         f"keep_largest=True); CLI default) or clean the mask")
+
+
+def _check_load_path(mask: np.ndarray, axis: str) -> None:
+    dim = AXES[axis]
+    first = np.take(mask, 0, axis=dim).any()
+    last = np.take(mask, mask.shape[dim] - 1, axis=dim).any()
+    if not (first and last):
+        which = "first" if not first else "last"
+        raise ValueError(f"the bone does not reach the {which} {axis}-face of the image: the "
+                         f"load path along {axis} is all void, so the specimen cannot be "
+                         f"compressed; crop the image to the bone or choose another --axis")
+
+
+def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | None = None,
+                  strain: float | None = None, axis: str = "z",
+                  solver: VoxelPCG | None = None, out: str | Path | None = None,
+                  segmentation: Segmentation | None = None,
+                  start: float | None = None) -> CompressionResult:
+    """Compression test of a bone mask (see :func:`compress` for the arguments).
+
+    Args:
+        mask: (nz, ny, nx) bool, connected (use :func:`segment` to clean it).
+        E: tissue modulus, MPa: scalar, or (nz, ny, nx) / (n_voxels,) per voxel.
+    """
+    start = time.perf_counter() if start is None else start
+    if axis not in AXES:
+        raise ValueError(f"axis must be 'x', 'y' or 'z'; got {axis!r}")
+    if (displacement is None) == (strain is None):
+        raise ValueError("give exactly one of displacement (mm shortening) or strain "
+                         "(apparent strain, e.g. 0.01)")
+    grid = VoxelGrid.create(np.asarray(mask), voxel_size)
+    _check_connected(grid.mask)
+    _check_load_path(grid.mask, axis)
+    dim = AXES[axis]
+    length = grid.shape[dim] * grid.voxel_size[dim]
+    delta = float(displacement) if displacement is not None else float(strain) * length
+    delta = abs(delta)
+    if not delta > 0:
+        raise ValueError("the applied displacement/strain must be non-zero")
+    area = float(np.prod([grid.shape[d] * grid.voxel_size[d] for d in range(3) if d != dim]))
+    E_arr = np.asarray(E, dtype=float)
+    if E_arr.ndim == 0:
+        E_vox = np.full(grid.n_voxels, float(E_arr))
+    elif E_arr.shape == grid.shape:
+        E_vox = E_arr[grid.mask]
+    elif E_arr.shape == (grid.n_voxels,):
+        E_vox = E_arr
+    else:
+        raise ValueError(f"E must be a scalar, the image shape {grid.shape} or one value per "
+                         f"bone voxel ({grid.n_voxels},); got {E_arr.shape}")
+    solver = solver or VoxelPCG()
+    mg = solver.multigrid
+    model = VoxelModel.create(grid, max_coarse_nodes=mg.max_coarse_nodes, max_levels=mg.max_levels)
+    bottom = grid.plane_nodes(axis, "min")
+    top = grid.plane_nodes(axis, "max")
+    comp = _COMPONENT[axis]
+    bcs = BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz")
+    bcs = bcs.displace(top, **{axis: -delta})
+    log.info("compress: %d bone voxels, %d dofs, %d levels, δ = %.4g mm along %s",
+             grid.n_voxels, model.n_dofs, len(model.levels), delta, axis)
+    t0 = time.perf_counter()
+    run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver)
+    compile_seconds = time.perf_counter() - t0
+    sol = run(E_vox, bcs, nu=nu)
+    reactions = voxel_reactions(model, E_vox, bcs, sol.u, nu=nu)
+    force = -float(np.asarray(reactions)[top, comp].sum())
+    modulus = (force / area) / (delta / length)
+    eff = effective_strain(model, sol.u, nu=nu)
+    fail, eps2 = pistoia_failure_load(force, eff)
+    if out is not None:
+        write_fields(out, grid, model, E_vox, nu, sol.u, eff)
+    result = CompressionResult(
+        reaction_force_N=force, apparent_modulus_MPa=float(modulus), failure_load_N=fail,
+        effective_strain_2pct=eps2, bv_tv=grid.bv_tv, n_dofs=model.n_dofs,
+        n_voxels=grid.n_voxels, iterations=int(sol.stats.iterations),
+        residual=float(sol.stats.residual), solve_seconds=float(sol.stats.seconds),
+        compile_seconds=compile_seconds, wall_seconds=0.0, device=device_description(),
+        peak_memory_bytes=memory, peak_rss_bytes=_peak_rss(), voxel_size_mm=grid.voxel_size,
+        shape=grid.shape, axis=axis, applied_displacement_mm=delta,
+        threshold=None if segmentation is None else segmentation.threshold, u=sol.u,
+        effective_strain=eff)
+    return replace(result, wall_seconds=time.perf_counter() - start)
+
+
+def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
+             sigma: float = 0.0, resample: int = 1, calibration: tuple | None = None,
+             keep_largest: bool = True, E=18000.0, nu=0.3, displacement: float | None = None,
+             strain: float | None = None, axis: str = "z", solver: VoxelPCG | None = None,
+             out: str | Path | None = None, key: str | None = None) -> CompressionResult:
+    """Uniaxial compression test of a micro-CT image.
+
+    Args:
+        image: path (.npy/.npz/.tif/.nii[.gz]), (nz, ny, nx) array (z, y, x) or
+            :class:`VoxelImage`: boolean mask, grey values or HU (with ``calibration``).
+        voxel_size: (dz, dy, dx) or scalar, mm (read from the file when it has one).
+        threshold, sigma, resample, calibration, keep_largest: segmentation
+            (:func:`febone.voxel.segment`).
+        E: tissue Young's modulus, MPa (scalar; or per voxel of the segmented grid).
+        nu: Poisson's ratio.
+        displacement: shortening of the specimen, mm; or ``strain``: apparent strain.
+        axis: load axis ``"x"``, ``"y"`` or ``"z"``.
+        solver: :class:`VoxelPCG` (multigrid CG, rtol 1e-8 by default).
+        out: directory for ``compression.vtu`` (displacement, moduli, effective strain,
+            SED, von Mises stress per voxel).
+        key: array name inside an .npz file.
+
+    Returns:
+        :class:`CompressionResult`.
+    """
+    start = time.perf_counter()
+    if isinstance(image, (str, Path)):
+        image = load_image(image, key=key)
+    elif not isinstance(image, VoxelImage):
+        image = VoxelImage(np.asarray(image), None, "image")
+    seg = segment(image, voxel_size, sigma=sigma, resample=resample, threshold=threshold,
+                  calibration=calibration, keep_largest=keep_largest)
+    if seg.removed_voxels:
+        log.warning("removed %d island voxels (%d components; kept the largest)",
+                    seg.removed_voxels, seg.n_components)
+    return compress_mask(seg.mask, seg.voxel_size, E=E, nu=nu, displacement=displacement,
+                         strain=strain, axis=axis, solver=solver, out=out, segmentation=seg,
+                         start=start)
+
+
+def write_fields(out, grid: VoxelGrid, model: VoxelModel, E_vox, nu, u, eff) -> Path:
+    """Write ``out/compression.vtu``: bone voxels as hex8 cells with point data
+    ``displacement_mm`` and cell data ``E_MPa``, ``effective_strain``, ``sed_MPa``,
+    ``von_mises_MPa`` (voxel-average stress)."""
+    from ..mesh.io import write_mesh
+    from ..mesh.mesh import Mesh
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    E_vox = np.asarray(E_vox, dtype=float)
+    eff = np.asarray(eff, dtype=float)
+    g = center_gradient(model.voxel_size)  # (8, 3)
+    ue = np.asarray(gather_corners(model.fine, jnp.asarray(u))).reshape(-1, 8, 3)
+    H = np.einsum("eai,aj->eij", ue, g)  # du_i/dx_j, voxel average
+    eps = 0.5 * (H + np.swapaxes(H, 1, 2))
+    lam, mu = lame_unit(float(nu))
+    tr = np.trace(eps, axis1=1, axis2=2)
+    sig = E_vox[:, None, None] * (lam * tr[:, None, None] * np.eye(3) + 2 * mu * eps)
+    dev = sig - np.trace(sig, axis1=1, axis2=2)[:, None, None] / 3 * np.eye(3)
+    vm = np.sqrt(1.5 * np.sum(dev * dev, axis=(1, 2)))
+    mesh = Mesh.create(grid.node_points(), grid.voxel_nodes(), "hexahedron", validate=False)
+    path = out / "compression.vtu"
+    write_mesh(path, mesh, point_data={"displacement_mm": np.asarray(u)},
+               cell_data={"E_MPa": E_vox, "effective_strain": eff,
+                          "sed_MPa": 0.5 * E_vox * eff ** 2, "von_mises_MPa": vm})
+    return path
