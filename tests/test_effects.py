@@ -70,7 +70,8 @@ def test_anastrozole_1mg_loses_bone_in_postmenopausal_women():
     woman = Patient.create(age_years=64.0, menopause_age_years=51.0)
     none = run(woman, [], spin=3.0)
     ai = run(woman, [T("anastrozole", 1.0, "mg", 1)], spin=3.0)
-    assert float(ai.at(2.0)) < float(none.at(2.0)) - 1.0
+    # ATAC: −4.0 % in 2 y against ≈ −1…−2 % expected untreated (magnitude: test_calibration.py)
+    assert float(ai.at(2.0)) < float(none.at(2.0)) - 0.5
     assert float(ai.at(1.0, "ctx_rel")) > 1.03
 
 

@@ -57,7 +57,7 @@ def test_glucocorticoid_loses_fast_trabecular_more_than_cortical(old_woman):
                                                   ("alendronate", 70.0, 7)])
 def test_antiresorptives_raise_bmd_and_lower_ctx(old_woman, drug, dose, interval):
     r = run(OLD_WOMAN, [T(drug, dose, "mg", interval)])
-    assert float(r.at(2.0)) > 2.0
+    assert float(r.at(2.0)) > 1.0
     assert float(r.at(2.0)) > float(old_woman.at(2.0)) + 2.0
     # resorption suppressed (denosumab: 3 months after a dose, before the trough)
     assert float(r.at(0.25, "ctx_rel")) < 0.7
