@@ -100,19 +100,21 @@ def main(argv=None) -> int:
     import febone as fb
 
     print(f"# machine: {_machine()}; jax {jax.__version__}; {fb.device_description()}; float64")
-    rows = [run_bone(b.strip(), args.years, args.protocol) for b in args.bones.split(",")]
     if args.markdown:
         print("| bone | elements | years | set-up (s) | FE / step (s) | cells / day (ms) | "
               "cells / element-day (µs) | output (s) | total (s) | FN aBMD change (%) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for b in args.bones.split(","):
+        r = run_bone(b.strip(), args.years, args.protocol)
+        rows.append(r)
         if args.markdown:
             print(f"| {r['bone']} | {r['elements']:,} | {r['years']:g} | {r['setup_s']:.1f} | "
                   f"{r['fe_per_step_s']:.3f} | {r['cell_per_day_ms']:.1f} | "
                   f"{r['cell_per_element_day_us']:.2f} | {r['output_per_output_s']:.2f} | "
-                  f"{r['total_s']:.1f} | {r['fn_change_pct']:+.1f} |")
+                  f"{r['total_s']:.1f} | {r['fn_change_pct']:+.1f} |", flush=True)
         else:
-            print(r)
+            print(r, flush=True)
     n = rows[0]["elements"]
     print(f"# cell model, Pivonka 2008 PTH case, 200 days ({_machine()}):")
     for name, (k, s, per) in cell_model_peer(n).items():

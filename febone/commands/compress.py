@@ -83,6 +83,15 @@ def run(args) -> int:
                       displacement=args.displacement, strain=args.strain, axis=args.axis,
                       solver=solver, out=args.out, key=args.key)
     payload = result.to_json_dict()
+    if args.out:
+        from ..mesh.io import read_mesh
+        from ._pictures import write_pictures
+
+        vtu = read_mesh(Path(args.out) / "compression.vtu")
+        pictures = write_pictures(vtu, {"point_data": dict(vtu.point_data),
+                                        "cell_data": dict(vtu.cell_data)}, args.out,
+                                  bone="trabecular")
+        payload["pictures"] = [str(p) for p in pictures]
     text = json.dumps(payload, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

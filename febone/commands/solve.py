@@ -238,18 +238,12 @@ def _summary(res: dict) -> str:
 
 
 def _pictures(res: dict, out: Path, bone: str) -> list[Path]:
-    """PNGs of the solution (febone.viz.snapshot); none, with a warning, without pyvista or
-    offscreen OpenGL."""
+    """PNGs of the solution (febone.viz.snapshot)."""
     from ..io_fields import solution_fields
+    from ._pictures import write_pictures
 
-    try:
-        from ..viz import RenderingError, snapshot
-
-        point, cell = solution_fields(res["_model"], res["_material"], res["_u"])
-        return snapshot(res["_mesh"], {"point_data": point, "cell_data": cell}, out, bone=bone)
-    except (ImportError, RenderingError) as err:
-        log.warning("no pictures: %s", err)
-        return []
+    point, cell = solution_fields(res["_model"], res["_material"], res["_u"])
+    return write_pictures(res["_mesh"], {"point_data": point, "cell_data": cell}, out, bone=bone)
 
 
 def run(args) -> int:

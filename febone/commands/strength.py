@@ -134,6 +134,10 @@ def _write_outputs(out: Path, mesh, result) -> list[str]:
         cell[f"failed_{method.replace('-', '_')}"] = mask
     written = [str(write_mesh(out / "strength.vtu", mesh, point_data={"displacement_mm": result.u},
                               cell_data=cell))]
+    from ._pictures import write_pictures
+
+    written += [str(p) for p in write_pictures(
+        mesh, {"point_data": {"displacement_mm": result.u}, "cell_data": cell}, out)]
     if result.curve is not None:
         csv = out / "load_displacement.csv"
         np.savetxt(csv, np.c_[result.curve.displacement_mm, result.curve.force_N], delimiter=",",

@@ -11,6 +11,10 @@
 * :mod:`.coupling` — levels → cell-model drives (``DEFAULT_COUPLING``, calibrated).
 * :mod:`.site` — FE-free remodelling of a site (force-controlled mechanical closure).
 * :mod:`.calibration` — the fit of the coupling to published outcomes (not imported here).
+* :mod:`.mechanics` — habitual loading → strain energy density per element (FE solves).
+* :mod:`.simulation` — the FE-coupled remodelling loop (:func:`remodel`), outputs, resume.
+* :mod:`.runner` — a scenario, arm by arm (:func:`run_scenario`, behind ``febone run``).
+* :mod:`.sed_law` — the classic SED/lazy-zone law (Huiskes/Weinans) as a simpler alternative.
 """
 from .cells import (CellModelError, CellState, CellTrajectory, Drives, Signals,
                     pmo_rankl_production, rhs, signals, simulate, specific_surface, steady_state,
@@ -24,6 +28,10 @@ from .treatments import DRUGS, DrugSpec, Treatment
 from .hormones import HormoneSeries, hormone_series
 from .coupling import DEFAULT_COUPLING, CouplingParameters, DailyInputs, daily_inputs
 from .site import SITE_CELL_PARAMETERS, SiteResult, simulate_site
+from .mechanics import DEFAULT_HABITUAL, HabitualLoad
+from .simulation import RemodelResult, RemodelSettings, remodel
+from .runner import ScenarioResult, run_scenario
+from .sed_law import SEDLaw, sed_remodel
 from .parameters import (DENOSUMAB_MARTINEZ_REINA_2019, MARTINEZ_REINA_2019,
                          MINERAL_MARTINEZ_REINA_2019, PIVONKA_2008, PMO_MARTINEZ_REINA_2019,
                          CellParameters, DenosumabParameters, MineralParameters, PMOParameters)
@@ -38,4 +46,5 @@ __all__ = ["CellModelError", "CellState", "CellTrajectory", "Drives", "Signals",
            "DENOSUMAB_MARTINEZ_REINA_2019", "PMO_MARTINEZ_REINA_2019", "Patient", "DRUGS",
            "DrugSpec", "Treatment", "HormoneSeries", "hormone_series", "DEFAULT_COUPLING",
            "CouplingParameters", "DailyInputs", "daily_inputs", "SITE_CELL_PARAMETERS",
-           "SiteResult", "simulate_site"]
+           "SiteResult", "simulate_site", "HabitualLoad", "DEFAULT_HABITUAL", "RemodelSettings",
+           "RemodelResult", "remodel", "ScenarioResult", "run_scenario", "SEDLaw", "sed_remodel"]

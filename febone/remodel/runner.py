@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from ..device import device_description
 from .mechanics import HabitualLoad
@@ -102,6 +104,12 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         years = arm.duration_years
         days = int(round(years * DAYS_PER_YEAR)) + 1
         inputs = daily_inputs(hormone_series(arm.patient, arm.treatments, days=days), coupling)
+        if settings.mineral_params is not None:
+            # calcium / vitamin D: the run-mean mineralisation factor scales the secondary
+            # mineralisation rate, exactly as in the calibration (febone.remodel.site)
+            mp = settings.mineral_params
+            settings = replace(settings, mineral_params=replace(
+                mp, rate=float(mp.rate * np.mean(np.asarray(inputs.mineralisation_factor)))))
         cb = None if progress is None else (lambda k, n, rec, _a=arm.name: progress(_a, k, n, rec))
         arms[arm.name] = remodel(meshes[path], inputs, years=years, settings=settings,
                                  label=_file_label(arm.name), out_dir=out_dir, resume=resume,

@@ -11,9 +11,10 @@ whole years):
    queue) over the step's days with the day's hormone/drug drives from a table and the
    mechanical ratio ``psi_ratio = Ψ/Ψ̆ · load_factor(day)²`` (exercise scales the habitual force).
 
-Each element starts at its own steady state for the baseline drives (day 0 of the table), its
+Each element starts at its own steady state under neutral drives (eugonadal, premenopausal
+homeostasis, as in the calibration of :mod:`.coupling` with :func:`.site.simulate_site`), its
 BV/TV from the mesh density, f_bm = ρ_app/ρ_t(v_m), so an untreated homeostatic run stays where
-it started. One compilation serves every step (moduli are arguments of the compiled solve).
+it started; hormone levels that differ from neutral at day 0 act from day 0. One compilation serves every step (moduli are arguments of the compiled solve).
 
 Outputs (every ``output_every`` steps) are measured the way a clinic would: regional vBMD and a
 DXA-like aBMD with T-score (:mod:`febone.bones.densitometry`, mineral mass scaled from the mesh
@@ -448,8 +449,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         inputs: daily inputs: ``.drives`` a :class:`~febone.remodel.cells.Drives` whose fields
             are (n_days,) arrays (or scalars) for days 0..n_days−1, ``psi_ratio`` ignored, and
             ``.load_factor`` (n_days,) habitual-force multiplier (see
-            :func:`febone.remodel.coupling.daily_inputs`). Day 0's drives define the
-            homeostatic start.
+            :func:`febone.remodel.coupling.daily_inputs`). The start is the homeostasis of
+            neutral drives.
         years: simulated time, years (a multiple of 1/steps_per_year).
         settings: :class:`RemodelSettings`.
         label: name of the run (protocol) in outputs and file names.
@@ -484,8 +485,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     table, load_factor = _check_inputs(inputs, n_days)
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
-    baseline = Drives(**{k: v[0] for k, v in table.items()})
-    run = _Run(mesh, settings, replace(baseline, psi_ratio=1.0), cache)
+    run = _Run(mesh, settings, Drives(), cache)
     fp = _fingerprint(mesh, table, load_factor, settings, years)
     out_dir = None if out_dir is None else Path(out_dir)
     ckpt = jsonl = None
