@@ -181,7 +181,7 @@ class RemodelResult:
         stiff = {c: [r["stiffness_N_per_mm"][c] for r in recs] for c in recs[0]["stiffness_N_per_mm"]}
         loads = {c: {m: [r["fracture_load_N"][c][m] for r in recs]
                      for m in recs[0]["fracture_load_N"][c]} for c in recs[0]["fracture_load_N"]}
-        markers = {k: [r["markers"][k] for r in recs] for k in recs[0]["markers"]}
+        markers = {k: [r["markers"][k] for r in recs] for k in ("ctx_rel", "p1np_rel")}
         return {"time_years": [r["time_years"] for r in recs], "regions": regions,
                 "stiffness_N_per_mm": stiff, "fracture_load_N": loads, "markers": markers,
                 "mean_bvtv": [r["mean_bvtv"] for r in recs], "wall_seconds": self.wall_seconds,
