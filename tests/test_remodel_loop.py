@@ -89,6 +89,15 @@ def test_bar_matches_closed_form_stimulus(load_factor):
     np.testing.assert_allclose(f_fe[:, 0], ref, rtol=1e-6)
     change = ref[-1] / res.bvtv[0, 0] - 1
     assert (change < -1e-3) if load_factor < 1 else (change > 1e-3)
+    # the field series: uniaxial stress F/A everywhere and the end shortening F L/(E A)
+    force = 0.01 * 70.0 * 9.81                       # 0.01 BW of a 70 kg patient, N
+    # (the clamped end layers carry lateral stresses of order ν σ: 5e-4 measured, 2e-3
+    # allowed; the middle layers 1.7e-5)
+    np.testing.assert_allclose(res.von_mises, force / 4.0, rtol=2e-3)
+    np.testing.assert_allclose(res.von_mises[:, 8:16], force / 4.0, rtol=1e-4)  # 1.7e-5
+    E_end = 6850.0 * res.density[-1, 0] ** 1.49
+    assert np.abs(res.displacement[-1]).max() == pytest.approx(force * 6.0 / (E_end * 4.0),
+                                                               rel=1e-4)
     # the stiffness output follows the density law: K/K0 = (ρ/ρ0)^1.49 for a uniform bar
     k = [r["stiffness_N_per_mm"]["compression"] for r in res.records]
     np.testing.assert_allclose(np.array(k[1:]) / k[0], (res.density[1:, 0] / 0.8) ** 1.49,

@@ -143,15 +143,18 @@ def _write_outputs(out: Path, result, pictures: bool) -> list:
         label = res.description.get("label", name)
         rho0 = res.density[0]
         frames = [{"density_g_cm3": rho, "density_change_pct": 100.0 * (rho / rho0 - 1.0),
-                   "bvtv": f} for rho, f in zip(res.density, res.bvtv)]
+                   "bvtv": f, "displacement_mm": u, "von_mises_MPa": vm}
+                  for rho, f, u, vm in zip(res.density, res.bvtv, res.displacement,
+                                           res.von_mises)]
         files.append(viz.write_pvd(out / f"{label}.pvd", mesh, list(res.time_years), frames))
         if pictures:
             try:
                 gif = viz.animate_density(mesh, res.density, res.time_years,
                                           out / f"{label}_density.gif")
                 shown.append(gif)
-                shown += viz.snapshot(mesh, {"cell_data": {
-                    "density_g_cm3": res.density[-1],
+                shown += viz.snapshot(mesh, {"point_data": {"displacement_mm": res.displacement[-1]},
+                                             "cell_data": {
+                    "density_g_cm3": res.density[-1], "von_mises_MPa": res.von_mises[-1],
                     "density_change_pct": 100.0 * (res.density[-1] / rho0 - 1.0)}},
                     out / f"{label}_pictures", bone=Path(res.description["bone"]).stem)
             except (ImportError, viz.RenderingError) as e:

@@ -156,6 +156,9 @@ class RemodelResult:
             ``markers``, ``mean_bvtv``).
         density: (n_outputs, n_elements) apparent density, g/cm³.
         bvtv: (n_outputs, n_elements) BV/TV.
+        displacement: (n_outputs, n_nodes, 3) displacement under the first habitual load case
+            at its target force, mm (mesh frame).
+        von_mises: (n_outputs, n_elements) von Mises stress under that load, MPa.
         wall_seconds: time of this call, s.
         device: where it ran.
         description: what was run (settings, inputs summary).
@@ -165,6 +168,8 @@ class RemodelResult:
     records: list
     density: np.ndarray
     bvtv: np.ndarray
+    displacement: np.ndarray
+    von_mises: np.ndarray
     wall_seconds: float
     device: str
     description: dict = field(default_factory=dict)
@@ -319,6 +324,10 @@ class _Run:
                                          body_mass_kg=s.body_mass_kg, smoothing=s.smoothing,
                                          preconditioner=s.preconditioner), {})
         self.stim, self._strength = cache[key]
+        from ..strength.loadcases import CASES
+
+        h0 = s.habitual[0]
+        self.pose0 = np.asarray(CASES[h0.case](**dict(h0.options)).pose)   # posed = R·x
         u0 = tuple(jnp.zeros((mesh.n_nodes, 3)) for _ in self.stim.cases)
         self.state0 = BoneState(cells, mineral, u0)
         psi, u, _, ok = _stimulus_step(self.stim, self.state0, s.nu, self.mp, law=self.law)
@@ -333,6 +342,24 @@ class _Run:
         self.baseline = self.measure(self.state0, 0.0)
 
     # ---------------------------------------------------------------- outputs
+    def series(self, state: BoneState) -> dict:
+        """Fields of one output time: density and BV/TV (n_elements,), and displacement
+        (n_nodes, 3) mm and von Mises stress (n_elements,) MPa of the first habitual case at
+        its target force (a fresh solve at the current moduli, mesh frame)."""
+        from ..fe.post import element_fields
+        from ..material.elastic import LinearElastic
+
+        rho, _ = _apparent_density(state, self.mp)
+        E = self.law.modulus(rho)
+        _, u, forces, _ = _stimulus_step(self.stim, state, self.settings.nu, self.mp,
+                                         law=self.law)
+        c = self.stim.cases[0]
+        u_case = u[0] * (c.force_N / forces[0])
+        vm = element_fields(c.model, LinearElastic(E, jnp.asarray(self.settings.nu)), u_case)
+        return {"density": np.asarray(rho), "bvtv": np.asarray(state.cells.f_bm),
+                "displacement": np.asarray(u_case) @ self.pose0,
+                "von_mises": np.asarray(vm.von_mises)}
+
     def _markers(self, state: BoneState):
         p = self.settings.cell_params
         c = state.cells
@@ -416,11 +443,11 @@ def _fingerprint(mesh: Mesh, table: dict, lf: np.ndarray, settings: RemodelSetti
 
 
 def _save_checkpoint(path: Path, state: BoneState, step: int, fingerprint: str, records: list,
-                     density: list, bvtv: list) -> None:
+                     series: dict) -> None:
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, step=step, fingerprint=fingerprint, records=json.dumps(records),
-             density=np.asarray(density), bvtv=np.asarray(bvtv),
+             **{f"series_{k}": np.asarray(v) for k, v in series.items()},
              **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)})
     os.replace(tmp, path)
 
@@ -433,8 +460,8 @@ def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
         treedef = jax.tree_util.tree_structure(template)
         n = treedef.num_leaves
         state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(z[f"leaf{i}"]) for i in range(n)])
-        return (state, int(z["step"]), json.loads(str(z["records"])), list(z["density"]),
-                list(z["bvtv"]))
+        series = {k[len("series_"):]: list(z[k]) for k in z.files if k.startswith("series_")}
+        return state, int(z["step"]), json.loads(str(z["records"])), series
 
 
 def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = RemodelSettings(),
@@ -490,12 +517,13 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     out_dir = None if out_dir is None else Path(out_dir)
     ckpt = jsonl = None
     state, step0 = run.state0, 0
-    records, density, bvtv = [run.baseline], [run.rho0], [np.asarray(state.cells.f_bm)]
+    records = [run.baseline]
+    series = {k: [v] for k, v in run.series(state).items()}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt, jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
         if resume and ckpt.exists():
-            state, step0, records, density, bvtv = _load_checkpoint(ckpt, state, fp)
+            state, step0, records, series = _load_checkpoint(ckpt, state, fp)
             log.info("%s: resuming at step %d of %d", label, step0, n_steps)
         elif resume:
             log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
@@ -532,13 +560,12 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         if k + 1 in outputs:
             rec = run.measure(state, (k + 1) / settings.steps_per_year, d1)
             records.append(rec)
-            rho, _ = _apparent_density(state, mp)
-            density.append(np.asarray(rho))
-            bvtv.append(np.asarray(cells.f_bm))
+            for name, v in run.series(state).items():
+                series[name].append(v)
             if out_dir is not None:
                 with jsonl.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
-                _save_checkpoint(ckpt, state, k + 1, fp, records, density, bvtv)
+                _save_checkpoint(ckpt, state, k + 1, fp, records, series)
             timing["output_seconds"] += time.perf_counter() - t_out
         if progress is not None:
             progress(k + 1, n_steps, rec)
@@ -546,5 +573,6 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     desc = {"label": label, "years": years, "fingerprint": fp, "settings": settings.describe(),
             "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
             **(description or {})}
-    return RemodelResult(label, records, np.asarray(density), np.asarray(bvtv),
+    return RemodelResult(label, records, *(np.asarray(series[k]) for k in
+                                           ("density", "bvtv", "displacement", "von_mises")),
                          time.perf_counter() - start, device_description(), desc)
