@@ -77,8 +77,9 @@ def _scenario(args):
 class _Progress:
     """One status line per arm on stderr: bar, steps, simulated years, elapsed time."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.start = stream, time.perf_counter()
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream   # the current stderr, not import-time
+        self.start = time.perf_counter()
         self.tty = getattr(stream, "isatty", lambda: False)()
 
     def __call__(self, arm, k, n, rec):
