@@ -41,6 +41,7 @@ import numpy as np
 
 from ..device import device_description
 from ..mesh.mesh import Mesh
+from .hormones import YEAR_DAYS
 from .cells import CellModelError, CellState, Drives, simulate, specific_surface, steady_state
 from .mechanics import DEFAULT_HABITUAL, build_stimulus, habitual_sed, lazy_zone
 from .mineral import MineralState, init_mineral, mean_mineral_content, tissue_density
@@ -52,7 +53,7 @@ __all__ = ["RemodelSettings", "BoneState", "RemodelResult", "remodel", "step_sch
 
 log = logging.getLogger(__name__)
 
-DAYS_PER_YEAR = 365.25
+DAYS_PER_YEAR = YEAR_DAYS
 
 
 @dataclass(frozen=True)
@@ -210,17 +211,12 @@ def step_schedule(years: float, steps_per_year: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # compiled pieces
 # --------------------------------------------------------------------------------------------
-def _tissue_density(mineral, f_bm, mp):
-    if mp is None:
-        return jnp.full_like(f_bm, float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max)))
-    return tissue_density(mean_mineral_content(mineral, f_bm, mp), mp)
-
-
 def _apparent_density(state: BoneState, mp):
-    """(ρ_app g/cm³, mineral volume per element volume v_m·f_bm) of every element."""
+    """(ρ_app g/cm³, mineral volume per element volume v_m·f_bm) of every element; without
+    mineralisation the tissue is fully mineralised bone."""
     f = state.cells.f_bm
     if mp is None:
-        return _tissue_density(None, f, None) * f, f
+        return float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max)) * f, f
     v_m = mean_mineral_content(state.mineral, f, mp)
     return tissue_density(v_m, mp) * f, v_m * f
 
@@ -342,23 +338,25 @@ class _Run:
         self.baseline = self.measure(self.state0, 0.0)
 
     # ---------------------------------------------------------------- outputs
-    def series(self, state: BoneState) -> dict:
+    def series(self, state: BoneState):
         """Fields of one output time: density and BV/TV (n_elements,), and displacement
         (n_nodes, 3) mm and von Mises stress (n_elements,) MPa of the first habitual case at
-        its target force (a fresh solve at the current moduli, mesh frame)."""
+        its target force (mesh frame), from the habitual solves at the current moduli. Returns
+        ``(fields, stimulus)``; ``stimulus`` is that solve's ``_stimulus_step`` output, which the
+        next mechanical step reuses."""
         from ..fe.post import element_fields
         from ..material.elastic import LinearElastic
 
         rho, _ = _apparent_density(state, self.mp)
         E = self.law.modulus(rho)
-        _, u, forces, _ = _stimulus_step(self.stim, state, self.settings.nu, self.mp,
-                                         law=self.law)
+        stimulus = _stimulus_step(self.stim, state, self.settings.nu, self.mp, law=self.law)
+        _, u, forces, _ = stimulus
         c = self.stim.cases[0]
         u_case = u[0] * (c.force_N / forces[0])
         vm = element_fields(c.model, LinearElastic(E, jnp.asarray(self.settings.nu)), u_case)
         return {"density": np.asarray(rho), "bvtv": np.asarray(state.cells.f_bm),
                 "displacement": np.asarray(u_case) @ self.pose0,
-                "von_mises": np.asarray(vm.von_mises)}
+                "von_mises": np.asarray(vm.von_mises)}, stimulus
 
     def _markers(self, state: BoneState):
         p = self.settings.cell_params
@@ -557,13 +555,15 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     ckpt = jsonl = None
     state, step0 = run.state0, 0
     records = [run.baseline]
-    series = {k: [v] for k, v in run.series(state).items()}
+    fields0, pending = run.series(state)               # pending: the next step's stimulus
+    series = {k: [v] for k, v in fields0.items()}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt, jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
         if resume and ckpt.exists():
             state, step0, records, series = _load_checkpoint(ckpt, state, fp)
             run.refresh_preconditioners(state)      # as the uninterrupted run did there
+            pending = None
             log.info("%s: resuming at step %d of %d", label, step0, n_steps)
         elif resume:
             log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
@@ -574,7 +574,9 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     for k in range(step0, n_steps):
         d0, d1 = int(bounds[k]), int(bounds[k + 1])
         t_fe = time.perf_counter()
-        psi, u, _, ok = _stimulus_step(run.stim, state, nu, mp, law=run.law)
+        if pending is None:
+            pending = _stimulus_step(run.stim, state, nu, mp, law=run.law)
+        (psi, u, _, ok), pending = pending, None
         if not bool(ok):
             raise ConvergenceError(f"{label}: habitual-load FE solve failed at day {d0} (CG did "
                                    f"not converge or the bone no longer resists the load)")
@@ -587,10 +589,11 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
                                        jnp.asarray(float(d0)), settings.lazy_zone,
                                        n_days=d1 - d0,
                                        rtol=settings.cell_rtol)
-        if not np.all(np.isfinite(np.asarray(cells.f_bm))):
+        f_now = np.asarray(cells.f_bm)
+        if not np.all(np.isfinite(f_now)):
             raise CellModelError(f"{label}: the cell model produced NaN at day {d1}; check the "
                                  f"daily inputs for extreme values")
-        if np.any(np.asarray(cells.f_bm) <= 0) or np.any(np.asarray(cells.f_bm) > 1):
+        if np.any(f_now <= 0) or np.any(f_now > 1):
             raise CellModelError(f"{label}: BV/TV left (0, 1] at day {d1} (elements resorbed "
                                  f"completely or overfilled); shorten the run or check the inputs")
         state = BoneState(cells, mineral, u)
@@ -601,7 +604,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             run.refresh_preconditioners(state)
             rec = run.measure(state, (k + 1) / settings.steps_per_year, d1)
             records.append(rec)
-            for name, v in run.series(state).items():
+            fields_k, pending = run.series(state)
+            for name, v in fields_k.items():
                 series[name].append(v)
             if out_dir is not None:
                 with jsonl.open("a") as fh:
