@@ -80,7 +80,7 @@ def test_steady_state_stays_steady_for_decades(params):
 # ------------------------------------------------------------------------------------------
 # time integration
 # ------------------------------------------------------------------------------------------
-def _pth_drives(t, s, m):
+def _pth_drives(t, s, v_m):
     return Drives(P_PTH=jnp.where(t <= 60.0, 1000.0, 0.0))
 
 
@@ -102,15 +102,12 @@ def pmo_denosumab_runs():
     closure + mineral queue, three elements, integrated with different steps."""
     s0 = steady_state(MR, f_bm=F3)
     m0 = init_mineral(s0, MR, MP)
-
-    def modulus(f, m):
-        return youngs_modulus_gpa(f, ash_fraction(mean_mineral_content(m, f, MP), MP), MP)
-
-    E0 = modulus(s0.f_bm, m0)
+    modulus = lambda f, v_m: youngs_modulus_gpa(f, ash_fraction(v_m, MP), MP)
+    E0 = modulus(s0.f_bm, mean_mineral_content(m0, s0.f_bm, MP))
     pk = denosumab_pk(dose_days(365, 183, 500), days=500)
 
-    def drives(t, s, m):
-        return Drives(P_RANKL=pmo_rankl_production(t), psi_ratio=E0 / modulus(s.f_bm, m),
+    def drives(t, s, v_m):
+        return Drives(P_RANKL=pmo_rankl_production(t), psi_ratio=E0 / modulus(s.f_bm, v_m),
                       denosumab=concentration_pM(pk, t))
 
     run = lambda **kw: simulate(MR, s0, drives, days=420, mineral=m0, **kw)
@@ -166,7 +163,7 @@ def test_vmap_over_problems_equals_a_loop():
     @jax.jit
     def one(fi, pi):
         s0 = steady_state(MR, Drives(), f_bm=fi[None])
-        tr = simulate(MR, s0, lambda t, s, m: Drives(P_RANKL=pi * (t > 10.0)), days=40)
+        tr = simulate(MR, s0, lambda t, s, v_m: Drives(P_RANKL=pi * (t > 10.0)), days=40)
         return tr.final.f_bm[0], tr.final.OCa[0]
 
     vf, vo = jax.vmap(one)(f, p_rankl)
@@ -186,12 +183,10 @@ def test_gradient_of_bvtv_matches_central_differences():
         s0 = steady_state(P, f_bm=jnp.array([0.15]))
         m0 = init_mineral(s0, P, MP)
 
-        def modulus(f, m):
-            return youngs_modulus_gpa(f, ash_fraction(mean_mineral_content(m, f, MP), MP), MP)
-
-        E0 = modulus(s0.f_bm, m0)
-        drives = lambda t, s, m: Drives(P_RANKL=0.1 * pmo_rankl_production(t),
-                                        psi_ratio=E0 / modulus(s.f_bm, m))
+        modulus = lambda f, v_m: youngs_modulus_gpa(f, ash_fraction(v_m, MP), MP)
+        E0 = modulus(s0.f_bm, mean_mineral_content(m0, s0.f_bm, MP))
+        drives = lambda t, s, v_m: Drives(P_RANKL=0.1 * pmo_rankl_production(t),
+                                          psi_ratio=E0 / modulus(s.f_bm, v_m))
         tr = simulate(P, s0, drives, days=120, mineral=m0, save_every=120)
         return jnp.stack([tr.final.f_bm[0], tr.v_m[-1, 0]])
 
@@ -288,6 +283,31 @@ def test_stationary_queue_is_a_fixed_point_and_conserves_volume():
     np.testing.assert_allclose(tissue_density(0.442, MP), 1 + 2.2 * 0.442 + 0.1 * 3 / 7, rtol=1e-12)
     vm = np.asarray(mean_mineral_content(m0, F3, MP))
     assert np.all((0.3 < vm) & (vm < 0.442))
+
+
+def test_daily_queue_form_equals_the_explicit_queue_update():
+    """simulate() advances the queue in a ring form with running sums (O(lag) per day); 40 days of
+    it (a 32-day chunk and a remainder) must equal 40 calls of the explicit update_mineral, and
+    its daily mineral content the explicit Σ q_j v_m(j), to rounding (1e-12: ~1e3 sums of
+    float64 terms per day)."""
+    s0 = steady_state(MR, f_bm=F3)
+    m0 = init_mineral(s0, MR, MP)
+    seen = []
+
+    def drives(t, s, v_m):
+        seen.append(v_m)
+        return Drives(P_RANKL=2.0 * pmo_rankl_production(t))
+
+    days = 40
+    tr = simulate(MR, s0, drives, days=days, mineral=m0, save_every=1, rtol=None)
+    m = m0
+    for k in range(days):
+        s_k = jax.tree_util.tree_map(lambda a: a[k + 1], tr.states)
+        m = update_mineral(m, s_k, MR, MP)
+        np.testing.assert_allclose(tr.v_m[k + 1], mean_mineral_content(m, s_k.f_bm, MP),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(tr.mineral.queue, m.queue, rtol=1e-12, atol=1e-16)
+    assert any(v is not None for v in seen)       # the drives saw the mineral content
 
 
 # ------------------------------------------------------------------------------------------

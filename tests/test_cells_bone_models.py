@@ -45,7 +45,7 @@ def _max_rel(x, ref):
 def _pivonka_run(dt=1.0, rtol=1e-5):
     s0 = steady_state(PIVONKA_2008, f_bm=jnp.array([0.5]))
 
-    def drives(t, s, m):        # bone-models switches the injection off after t = 100
+    def drives(t, s, v_m):   # bone-models switches the injection off after t = 100
         return Drives(P_PTH=jnp.where(t <= 100.0, 1000.0, 0.0))
 
     return s0, simulate(PIVONKA_2008, s0, drives, days=200, dt=dt, rtol=rtol)
@@ -88,15 +88,13 @@ def martinez_reina_case(case: str, *, dt=1.0, rtol=1e-4, days=None):
     s0 = steady_state(P, f_bm=jnp.array([0.15]))          # BV/TV 15 % in bone-models' RVE
     m0 = init_mineral(s0, P, MP)
 
-    def modulus(f, m):
-        return youngs_modulus_gpa(f, ash_fraction(mean_mineral_content(m, f, MP), MP), MP)
-
-    E0 = modulus(s0.f_bm, m0)
+    modulus = lambda f, v_m: youngs_modulus_gpa(f, ash_fraction(v_m, MP), MP)
+    E0 = modulus(s0.f_bm, mean_mineral_content(m0, s0.f_bm, MP))
     pk = denosumab_pk(dose_days(365, 183, 4000), days=4000, reset_each_dose=True)
     use_den = case == "denosumab"
 
-    def drives(t, s, m):
-        return Drives(P_RANKL=pmo_rankl_production(t), psi_ratio=E0 / modulus(s.f_bm, m),
+    def drives(t, s, v_m):     # v_m: the queue's mean mineral content at the start of the day
+        return Drives(P_RANKL=pmo_rankl_production(t), psi_ratio=E0 / modulus(s.f_bm, v_m),
                       denosumab=concentration_pM(pk, t) if use_den else 0.0)
 
     tr = simulate(P, s0, drives, days=days, dt=dt, rtol=rtol, mineral=m0, mineral_params=MP)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .parameters import CellParameters, MineralParameters, MINERAL_MARTINEZ_REINA_2019
 
@@ -46,9 +47,11 @@ jax.tree_util.register_dataclass(MineralState, data_fields=["queue"], meta_field
 
 
 def _check_queue(params: MineralParameters) -> None:
-    if params.queue_days < params.lag_days + 3:
+    young = _young_bins(params)
+    if params.queue_days < young + 2:
         raise ValueError(f"MineralParameters.queue_days ({params.queue_days}) must exceed the lag "
-                         f"({params.lag_days} days) by at least 3 days; use ≥ 400 days")
+                         f"and primary phase ({young - 1} days) by at least 2 days; use ≥ 400 "
+                         f"days")
 
 
 def mineral_law(age_days, params: MineralParameters = MINERAL_MARTINEZ_REINA_2019):
@@ -118,6 +121,100 @@ def update_mineral(mineral: MineralState, state, cell_params: CellParameters,
     last = f + phi - r - body.sum(axis=1)
     last = jnp.where(last < 1e-13, 0.0, last)
     return MineralState(jnp.concatenate([body, last[:, None]], axis=1))
+
+
+def _young_bins(params: MineralParameters) -> int:
+    """K: bins of age 0..K−1 span the lag and the primary phase; every older bin is secondary."""
+    return params.lag_days + int(np.floor(params.primary_days)) + 1
+
+
+@dataclass(frozen=True)
+class _DayQueue:
+    """The age queue in the form the daily update uses inside a run: the same contents as
+    :class:`MineralState`, with O(K) work per day instead of O(queue_days).
+
+    ``young[a]`` is the BV/TV of age a = 0..K−1 (the lag and the primary phase). The older bins
+    (ages K..L−2, all in the secondary phase) are a ring, ``old[(a − K − day) mod (L − K − 1)]``
+    after ``day`` updates since :func:`_to_day_queue`, holding BV/TV / ``scale``: every bin older
+    than the lag loses the same fraction r/f each day, so one product of survival factors per
+    element rescales them all. Their mineral is v_max·Σ + c·Σ e^(−κ(a − K)) (v_m of the secondary
+    phase), so the ring's volume ``old_sum`` and moment ``old_moment`` (stored units) give the
+    mineral content ``mineral`` (Σ_j q_j v_m(j), per element volume) every day without reading the
+    ring. A day reads nothing from the ring: the bins that leave it during a run of n ≤ L − K − 1
+    days are taken at its start (:func:`_leaving_bins`), because XLA updates a loop-carried buffer
+    in place only when the loop does not read it. ``last`` is the bone older than L − 2 days.
+
+    Attributes: young (K, n_elements); old (L − K − 1, n_elements); old_sum, old_moment, scale,
+    last, mineral (n_elements,); day () int32.
+    """
+
+    young: jax.Array
+    old: jax.Array
+    old_sum: jax.Array
+    old_moment: jax.Array
+    scale: jax.Array
+    last: jax.Array
+    mineral: jax.Array
+    day: jax.Array
+
+
+jax.tree_util.register_dataclass(
+    _DayQueue, data_fields=["young", "old", "old_sum", "old_moment", "scale", "last", "mineral",
+                            "day"], meta_fields=[])
+
+
+def _secondary_offset(params: MineralParameters, K: int):
+    """c: v_m(a) = v_max + c·e^(−κ(a − K)) for a ≥ K."""
+    return (params.v_primary - params.v_max) * jnp.exp(
+        -params.rate * (K - params.lag_days - params.primary_days))
+
+
+def _to_day_queue(mineral: MineralState, params: MineralParameters) -> _DayQueue:
+    q = mineral.queue.T
+    K = _young_bins(params)
+    old = q[K:-1]
+    decay = jnp.exp(-params.rate * jnp.arange(old.shape[0], dtype=q.dtype))
+    content = q.T @ _bin_mineral(params, q.dtype)
+    return _DayQueue(q[:K], old, old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1],
+                     content, jnp.zeros((), jnp.int32))
+
+
+def _from_day_queue(dq: _DayQueue, params: MineralParameters) -> MineralState:
+    old = jnp.roll(dq.old, dq.day, axis=0) * dq.scale[None, :]     # row i: age K + i
+    return MineralState(jnp.concatenate([dq.young, old, dq.last[None, :]], axis=0).T)
+
+
+def _leaving_bins(dq: _DayQueue, n_days: int):
+    """(n_days, n_elements) stored values of the bins that leave the ring on the next ``n_days``
+    updates of a fresh :func:`_to_day_queue` (the oldest first)."""
+    if not 0 < n_days <= dq.old.shape[0]:
+        raise ValueError(f"a day-queue run covers 1..{dq.old.shape[0]} days; got {n_days}")
+    return dq.old[::-1][:n_days]
+
+
+def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameters,
+                       params: MineralParameters) -> _DayQueue:
+    """:func:`update_mineral` on the :class:`_DayQueue` form (equal to rounding); ``leaving``
+    (n_elements,) is this day's row of :func:`_leaving_bins`."""
+    K, lag, n_old = dq.young.shape[0], params.lag_days, dq.old.shape[0]
+    phi, r = _rates(state, cell_params)
+    f = state.f_bm
+    keep = 1.0 - r / f
+    slot = jnp.mod(-1 - dq.day, n_old)                 # the bin of age L−2 leaves, age K enters
+    entering = jnp.where(dq.scale > 0, dq.young[-1] / jnp.where(dq.scale > 0, dq.scale, 1.0), 0.0)
+    old = jax.lax.dynamic_update_index_in_dim(dq.old, entering, slot, 0)
+    young = jnp.concatenate([phi[None, :], dq.young[:lag], dq.young[lag:-1] * keep[None, :]])
+    scale = dq.scale * keep
+    old_sum = dq.old_sum - leaving + entering
+    decay = jnp.exp(-params.rate)
+    old_moment = decay * (dq.old_moment - leaving * decay ** (n_old - 1)) + entering
+    last = f + phi - r - (young.sum(axis=0) + old_sum * scale)
+    last = jnp.where(last < 1e-13, 0.0, last)
+    law = mineral_law(jnp.arange(K, dtype=f.dtype), params)
+    mineral = (law @ young + scale * (params.v_max * old_sum
+                                      + _secondary_offset(params, K) * old_moment)
+               + params.v_max * last)
+    return _DayQueue(young, old, old_sum, old_moment, scale, last, mineral, dq.day + 1)
 
 
 def mean_mineral_content(mineral: MineralState, f_bm,

@@ -174,7 +174,8 @@ class MineralParameters:
 
     Attributes:
         lag_days: mineralisation lag t_mlt, days (no mineral while the osteoid is younger).
-        primary_days: primary phase duration, days (linear rise to ``v_primary``).
+        primary_days: primary phase duration, days (linear rise to ``v_primary``); static (it
+            sets the daily queue update's shapes), so not a differentiable parameter.
         v_primary: mineral volume fraction at the end of the primary phase.
         v_max: maximum mineral volume fraction.
         rate: secondary mineralisation rate κ, 1/day: v_m = v_max + (v_primary − v_max)·e^(−κ t′).
@@ -199,7 +200,7 @@ class MineralParameters:
     exp_ash: float = 2.74
 
 
-_register(MineralParameters, meta=("lag_days", "queue_days"))
+_register(MineralParameters, meta=("lag_days", "primary_days", "queue_days"))
 
 #: Martínez-Reina & Pivonka (2019) mineralisation (bone-models ``mineralisation`` class).
 MINERAL_MARTINEZ_REINA_2019 = MineralParameters()

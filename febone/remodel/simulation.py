@@ -234,7 +234,7 @@ def _cell_step(params, mp, cells, mineral, drives_table, load_factor, ratio, t0,
                rtol):
     """Integrate the cells over ``n_days`` from day t0 with daily drives (tables (n_days,))."""
 
-    def drives_fn(t, s, m):
+    def drives_fn(t, s, v_m):
         k = jnp.clip(jnp.floor(t - t0).astype(jnp.int32), 0, n_days - 1)
         d = jax.tree_util.tree_map(lambda a: a[k], drives_table)
         return replace(d, psi_ratio=lazy_zone(ratio * load_factor[k] ** 2, lazy))

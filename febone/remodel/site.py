@@ -113,7 +113,7 @@ def _run_cells(cell_params, mineral_params, f0, table: Drives, lf, *, days, step
     s0 = steady_state(cell_params, f_bm=f0)
     m0 = init_mineral(s0, cell_params, mineral_params)
 
-    def drives_fn(t, state, mineral):
+    def drives_fn(t, state, v_m):
         k = jnp.clip(jnp.floor(t).astype(jnp.int32), 0, days - 1)
         d = jax.tree_util.tree_map(lambda a: a[k], table)
         return replace(d, psi_ratio=lf[k] ** 2 * (f0 / state.f_bm) ** B)

@@ -399,7 +399,7 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
         ratio = psi / psi0
         t0 = (k * step_days).astype(dtype)
 
-        def drives_fn(t, s_, m_):
+        def drives_fn(t, s_, v_):
             i = jnp.clip(jnp.floor(t - t0).astype(jnp.int32), 0, step_days - 1)
             d = jax.tree_util.tree_map(lambda a: a[i], dtab)
             return replace(d, psi_ratio=ratio * lf_k[i] ** 2)
