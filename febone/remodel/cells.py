@@ -542,16 +542,18 @@ def _check_inputs(params, state, drives, dt, days, save_every):
 
 
 @partial(jax.jit, static_argnames=("drives_fn", "method", "n_sub", "macro", "save_every",
-                                   "n_saves", "rtol", "max_substeps"))
+                                   "n_saves", "rtol", "max_substeps", "checkpoint_steps"))
 def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, drives_fn, method,
-                   n_sub, macro, save_every, n_saves, rtol, max_substeps):
+                   n_sub, macro, save_every, n_saves, rtol, max_substeps, checkpoint_steps=True):
     from . import mineral as _mineral
 
     fn = drives_fn if drives_fn is not None else (lambda t_, s_, v_: const_drives)
     stepper = _Stepper(params, fn, method)
     tab = _TABLEAUS[method]
     dtype = state.f_bm.dtype
-    step_fn = jax.checkpoint(lambda s, t, h, v: _step(s, t, h, stepper, v))
+    step_fn = lambda s, t, h, v: _step(s, t, h, stepper, v)
+    if checkpoint_steps:
+        step_fn = jax.checkpoint(step_fn)
     zero = jnp.zeros((), jnp.int32)
     h_max = macro / n_sub
 
@@ -655,7 +657,7 @@ def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn
              dt: float = 1.0, t0: float = 0.0, method: str = "rodas3", mineral=None,
              mineral_params: MineralParameters = MINERAL_MARTINEZ_REINA_2019,
              save_every: int = 1, rtol: float | None = 1e-4,
-             max_substeps: int = 64) -> CellTrajectory:
+             max_substeps: int = 64, checkpoint_steps: bool = True) -> CellTrajectory:
     """Integrate the cell model of every element over ``days`` (a ``lax.scan``).
 
     Args:
@@ -684,6 +686,10 @@ def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn
         max_substeps: adaptive mode: most step attempts per interval; the last attempt is forced to
             the interval end, and a forced step that misses the tolerance raises (when the result
             is concrete).
+        checkpoint_steps: reverse mode keeps only each step's input state and recomputes its
+            Rosenbrock stages (default: O(n_elements) memory per step); False keeps the stages'
+            residuals instead (~250 floats per element per step, no recomputation) — for callers
+            that already checkpoint an enclosing interval (:mod:`febone.study`).
 
     Returns:
         :class:`CellTrajectory` with the initial state first.
@@ -721,7 +727,7 @@ def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn
         params, state, const, mineral, mineral_params, jnp.asarray(t0, dtype=dtype),
         drives_fn=None if isinstance(drives, Drives) else drives, method=method, n_sub=n_sub,
         macro=macro, save_every=save_every, n_saves=n_macro // save_every, rtol=rtol,
-        max_substeps=max_substeps)
+        max_substeps=max_substeps, checkpoint_steps=bool(checkpoint_steps))
     if _concrete(stats) and int(stats[2]) > 0:
         raise CellModelError(f"{int(stats[2])} step(s) had to be forced to the end of their "
                              f"interval without meeting rtol={rtol}; raise max_substeps "
