@@ -27,7 +27,8 @@ import numpy as np
 from ..mesh import Mesh
 
 __all__ = ["ArealBMD", "REFERENCE_POPULATIONS", "ASH_FRACTION", "areal_bmd", "areal_bmd_implicit",
-           "volumetric_bmd", "t_score", "project_columns"]
+           "volumetric_bmd", "t_score", "project_columns", "column_chords", "ColumnChords",
+           "dxa_scan", "DXAScan"]
 
 #: mineral (ash) density / apparent density
 ASH_FRACTION = 0.6
@@ -84,30 +85,55 @@ def _corner_tets(mesh: Mesh, elements: np.ndarray):
     return cells[:, :4], elements
 
 
-def project_columns(mesh: Mesh, elements, values: np.ndarray, *, spacing: float = 0.5,
-                    rotation_deg: float = 0.0):
-    """Exact line integrals of element-wise constant fields along y, on a grid of columns.
+@dataclass(frozen=True)
+class ColumnChords:
+    """The chords of the detector rays through a set of elements (geometry only).
 
-    Every element (hexahedra split into 6 tetrahedra, tet10 by their corner tetrahedron) is
-    intersected with the lines y ↦ (x_i, y, z_k) through the centres of a (nz, nx) grid of
-    detector pixels in the rotated frame; the chord lengths are summed.
+    Attributes:
+        pixel: (n_hits,) flat pixel index (row-major in an (nz, nx) grid) of each chord.
+        element: (n_hits,) element id of each chord.
+        length: (n_hits,) chord length, mm.
+        shape: (nz, nx) detector grid.
+        origin: (x, z) of the grid's corner in the rotated frame, mm.
+    """
+
+    pixel: np.ndarray
+    element: np.ndarray
+    length: np.ndarray
+    shape: tuple
+    origin: np.ndarray
+
+    def integrate(self, values) -> np.ndarray:
+        """(n_fields, nz, nx) line integrals (value·mm) of element fields ``values``
+        ((n_fields, n_elements) or (n_elements,))."""
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        size = int(np.prod(self.shape))
+        return np.stack([np.bincount(self.pixel, weights=self.length * v[self.element],
+                                     minlength=size).reshape(self.shape) for v in values])
+
+    def total_length(self) -> np.ndarray:
+        """(nz, nx) chord length through all the elements, mm."""
+        return np.bincount(self.pixel, weights=self.length,
+                           minlength=int(np.prod(self.shape))).reshape(self.shape)
+
+
+def column_chords(mesh: Mesh, elements, *, spacing: float = 0.5,
+                  rotation_deg: float = 0.0) -> ColumnChords:
+    """Exact intersections of the chosen elements with the lines y ↦ (x_i, y, z_k) through the
+    centres of a grid of detector pixels in the rotated frame (hexahedra split into 6
+    tetrahedra, tet10 by their corner tetrahedron).
 
     Args:
         mesh: hex8/tet4/tet10 mesh, mm.
         elements: (m,) ids of the elements to project.
-        values: (n_fields, n_elements) element values to integrate.
         spacing: pixel size, mm.
         rotation_deg: internal rotation about +z applied to the mesh first.
-
-    Returns:
-        (integrals (n_fields, nz, nx) in value·mm, chord length (nz, nx) mm, origin (x, z) mm).
     """
     if not spacing > 0:
         raise ValueError(f"spacing must be positive (mm); got {spacing}")
     elements = np.asarray(elements)
     if elements.size == 0:
         raise ValueError("no elements to project: the region is empty")
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     pts = mesh.points @ _rotation(rotation_deg).T
     tets, owner = _corner_tets(mesh, elements)
     x = pts[tets]  # (nt, 4, 3)
@@ -115,13 +141,14 @@ def project_columns(mesh: Mesh, elements, values: np.ndarray, *, spacing: float 
     lo, hi = xz.min(axis=(0, 1)), xz.max(axis=(0, 1))
     origin = np.floor(lo / spacing) * spacing - spacing
     n = np.ceil((hi - origin) / spacing).astype(np.int64) + 1
-    out = np.zeros((len(values), n[1], n[0]))
-    length = np.zeros((n[1], n[0]))
+    shape = (int(n[1]), int(n[0]))
     i0 = np.ceil((xz.min(axis=1) - origin) / spacing - 0.5).astype(np.int64)
     i1 = np.floor((xz.max(axis=1) - origin) / spacing - 0.5).astype(np.int64)
     K = np.maximum(i1 - i0 + 1, 0).max(axis=0)
+    pixels, owners, chords = [], [], []
     if np.any(K == 0):
-        return out, length, origin
+        return ColumnChords(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), shape,
+                            origin)
     T = np.stack([x[:, 1] - x[:, 0], x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]], axis=2)
     ok = np.abs(np.linalg.det(T)) > 1e-14 * spacing**3
     Tinv = np.zeros_like(T)
@@ -130,7 +157,6 @@ def project_columns(mesh: Mesh, elements, values: np.ndarray, *, spacing: float 
     offs = np.stack([gi.ravel(), gk.ravel()], axis=1)  # (nk, 2): (x, z) offsets
     b = Tinv[:, :, 1]                                      # dλ/dy, (nt, 3)
     b_all = np.concatenate([-b.sum(axis=1, keepdims=True), b], axis=1)  # λ0..λ3
-    vals = values[:, owner]
     batch = max(1, 2_000_000 // len(offs))
     big = np.inf
     for s0 in range(0, len(tets), batch):
@@ -157,14 +183,32 @@ def project_columns(mesh: Mesh, elements, values: np.ndarray, *, spacing: float 
         t_id, k_id = np.nonzero(chord > 0)
         if t_id.size == 0:
             continue
-        c = chord[t_id, k_id]
         ii = idx[t_id, k_id]
-        flat = ii[:, 1] * n[0] + ii[:, 0]
-        length += np.bincount(flat, weights=c, minlength=length.size).reshape(length.shape)
-        for f in range(len(values)):
-            out[f] += np.bincount(flat, weights=c * vals[f, sl][t_id],
-                                  minlength=length.size).reshape(length.shape)
-    return out, length, origin
+        pixels.append(ii[:, 1] * n[0] + ii[:, 0])
+        owners.append(owner[sl][t_id])
+        chords.append(chord[t_id, k_id])
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)
+    return ColumnChords(cat(pixels, np.int64), cat(owners, np.int64), cat(chords, np.float64),
+                        shape, origin)
+
+
+def project_columns(mesh: Mesh, elements, values: np.ndarray, *, spacing: float = 0.5,
+                    rotation_deg: float = 0.0):
+    """Exact line integrals of element-wise constant fields along y, on a grid of columns
+    (:func:`column_chords`).
+
+    Args:
+        mesh: hex8/tet4/tet10 mesh, mm.
+        elements: (m,) ids of the elements to project.
+        values: (n_fields, n_elements) element values to integrate.
+        spacing: pixel size, mm.
+        rotation_deg: internal rotation about +z applied to the mesh first.
+
+    Returns:
+        (integrals (n_fields, nz, nx) in value·mm, chord length (nz, nx) mm, origin (x, z) mm).
+    """
+    chords = column_chords(mesh, elements, spacing=spacing, rotation_deg=rotation_deg)
+    return chords.integrate(values), chords.total_length(), chords.origin
 
 
 def _measure(mass: np.ndarray, bone_len: np.ndarray, region_len: np.ndarray,
@@ -239,10 +283,41 @@ def areal_bmd(mesh: Mesh, region=None, *, rotation_deg: float = 0.0, pixel_mm: f
     Returns:
         :class:`ArealBMD` (g/cm², g, cm², cm³, mg/cm³).
     """
-    if not 0 < ash_fraction <= 1:
-        raise ValueError(f"ash_fraction must lie in (0, 1]; got {ash_fraction}")
+    return dxa_scan(mesh, region, rotation_deg=rotation_deg, pixel_mm=pixel_mm).measure(
+        density, ash_fraction=ash_fraction)
+
+
+@dataclass(frozen=True)
+class DXAScan:
+    """The geometry of a DXA-like scan of one region of a mesh (:func:`dxa_scan`): measure it
+    for any density field without projecting again (what remodelling runs do at every output).
+
+    Attributes:
+        mesh: the mesh.
+        chords: :class:`ColumnChords` of every element whose projection can overlap the region.
+        bone_len, region_len: (nz, nx) chord length through all bone and through the region, mm.
+        pixel_mm: detector pixel size, mm.
+    """
+
+    mesh: Mesh
+    chords: ColumnChords
+    bone_len: np.ndarray
+    region_len: np.ndarray
+    pixel_mm: float
+
+    def measure(self, density="density_g_cm3", *, ash_fraction: float = ASH_FRACTION) -> ArealBMD:
+        """:class:`ArealBMD` for ``density`` (cell-data name or (n_elements,) g/cm³)."""
+        if not 0 < ash_fraction <= 1:
+            raise ValueError(f"ash_fraction must lie in (0, 1]; got {ash_fraction}")
+        rho = _density(self.mesh, density)
+        (mass,) = self.chords.integrate(ash_fraction * rho)
+        return _measure(mass, self.bone_len, self.region_len, self.pixel_mm)
+
+
+def dxa_scan(mesh: Mesh, region=None, *, rotation_deg: float = 0.0,
+             pixel_mm: float = 0.5) -> DXAScan:
+    """Project the geometry of a DXA-like scan once (arguments as in :func:`areal_bmd`)."""
     mask = _region_mask(mesh, region)
-    rho = _density(mesh, density)
     if not mask.any():
         raise ValueError(f"region {region!r} selects no element")
     # project every element whose projection can overlap the region's projection
@@ -251,10 +326,10 @@ def areal_bmd(mesh: Mesh, region=None, *, rotation_deg: float = 0.0, pixel_mm: f
     elo, ehi = corners.min(axis=1), corners.max(axis=1)
     rlo, rhi = elo[mask].min(axis=0), ehi[mask].max(axis=0)
     overlap = np.all((ehi[:, [0, 2]] >= rlo[[0, 2]]) & (elo[:, [0, 2]] <= rhi[[0, 2]]), axis=1)
-    fields = np.stack([ash_fraction * rho, mask.astype(np.float64)])
-    (mass, region_len), bone_len, _ = project_columns(
-        mesh, np.flatnonzero(overlap), fields, spacing=pixel_mm, rotation_deg=rotation_deg)
-    return _measure(mass, bone_len, region_len, pixel_mm)
+    chords = column_chords(mesh, np.flatnonzero(overlap), spacing=pixel_mm,
+                           rotation_deg=rotation_deg)
+    (region_len,) = chords.integrate(mask.astype(np.float64))
+    return DXAScan(mesh, chords, chords.total_length(), region_len, pixel_mm)
 
 
 def areal_bmd_implicit(bone, region: str | None = None, *, rotation_deg: float = 0.0,
@@ -303,18 +378,23 @@ def areal_bmd_implicit(bone, region: str | None = None, *, rotation_deg: float =
 
 
 def volumetric_bmd(mesh: Mesh, region=None, *, density="density_g_cm3",
-                   ash_fraction: float = ASH_FRACTION) -> float:
+                   ash_fraction: float = ASH_FRACTION, volumes=None) -> float:
     """Mineral mass / bone volume of a region (mg/cm³), from element volumes (exact for
-    tet4/hex8 parallelepipeds; tet10 integrated by its quadrature)."""
-    from ..mesh.validate import jacobian_determinants
-
+    tet4/hex8 parallelepipeds; tet10 integrated by its quadrature; or the (n_elements,) mm³
+    ``volumes`` given, e.g. an FE model's, when measuring many density fields)."""
     mask = _region_mask(mesh, region)
     if not mask.any():
         raise ValueError(f"region {region!r} selects no element")
     rho = _density(mesh, density)
-    ref = mesh.element
-    det = jacobian_determinants(mesh)[:, : len(ref.quad_weights)]
-    vol = det @ ref.quad_weights
+    if volumes is None:
+        from ..mesh.validate import jacobian_determinants
+
+        ref = mesh.element
+        vol = jacobian_determinants(mesh)[:, : len(ref.quad_weights)] @ ref.quad_weights
+    else:
+        vol = np.asarray(volumes, dtype=np.float64)
+        if vol.shape != (mesh.n_elements,):
+            raise ValueError(f"volumes must have shape ({mesh.n_elements},); got {vol.shape}")
     return float(1000.0 * ash_fraction * np.sum(rho[mask] * vol[mask]) / np.sum(vol[mask]))
 
 

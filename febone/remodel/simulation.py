@@ -318,8 +318,9 @@ class _Run:
         if key not in cache:
             cache[key] = (build_stimulus(mesh, self.E0, nu=s.nu, habitual=s.habitual,
                                          body_mass_kg=s.body_mass_kg, smoothing=s.smoothing,
-                                         preconditioner=s.preconditioner), {})
-        self.stim, self._strength = cache[key]
+                                         preconditioner=s.preconditioner), {}, {})
+        self.stim, self._strength, self._dxa = cache[key]
+        self.strength_warm = {}       # {strength case: last solution}: next output's warm start
         from ..strength.loadcases import CASES
 
         h0 = s.habitual[0]
@@ -368,6 +369,16 @@ class _Run:
         p1np = float(np.sum(vol * s * np.asarray(p.k_form * c.OBa)))
         return ctx, p1np
 
+    def _dxa_scan(self, region: str):
+        """The DXA geometry of ``region``, projected once per run (hip scans rotated)."""
+        if region not in self._dxa:
+            from ..bones import dxa_rotation_deg
+            from ..bones.densitometry import dxa_scan
+
+            rot = dxa_rotation_deg() if "femoral_neck" in self.regions else 0.0
+            self._dxa[region] = dxa_scan(self.mesh, region, rotation_deg=rot)
+        return self._dxa[region]
+
     def _strength_case(self, name):
         if name not in self._strength:
             from ..fe.model import FEModel
@@ -406,7 +417,6 @@ class _Run:
 
     def measure(self, state: BoneState, t_years: float, day: int = 0) -> dict:
         """The output record of ``state`` at nominal time ``t_years`` (simulated ``day``)."""
-        from ..bones import areal_bmd, dxa_rotation_deg
         from ..bones.densitometry import REFERENCE_POPULATIONS, volumetric_bmd
         from ..strength import strength
 
@@ -414,12 +424,12 @@ class _Run:
         rho, mineral_vol = (np.asarray(a) for a in _apparent_density(state, self.mp))
         dxa_density = self.rho0 * mineral_vol / self.mineral_vol0
         regions = {}
-        is_femur = "femoral_neck" in self.regions
+        volumes = np.asarray(self.stim.volumes)
         for name in self.regions:
-            entry = {"vbmd_mg_cm3": volumetric_bmd(self.mesh, name, density=dxa_density)}
+            entry = {"vbmd_mg_cm3": volumetric_bmd(self.mesh, name, density=dxa_density,
+                                                   volumes=volumes)}
             if name in REFERENCE_POPULATIONS:
-                a = areal_bmd(self.mesh, name, density=dxa_density,
-                              rotation_deg=dxa_rotation_deg() if is_femur else 0.0).abmd_g_cm2
+                a = self._dxa_scan(name).measure(dxa_density).abmd_g_cm2
                 mean, sd, _ = REFERENCE_POPULATIONS[name]
                 entry.update(abmd_g_cm2=a, t_score=(a - mean) / sd)
             regions[name] = entry
@@ -428,7 +438,8 @@ class _Run:
         for name in s.strength_cases:
             case, pre = self._strength_case(name)
             res = strength(self.mesh, case, E, nu=s.nu, methods=tuple(s.strength_methods),
-                           density=rho, preconditioner=pre)
+                           density=rho, preconditioner=pre, u0=self.strength_warm.get(name))
+            self.strength_warm[name] = jnp.asarray(res.u)
             stiffness[name] = res.stiffness_N_per_mm
             loads[name] = dict(res.fracture_load_N)
         ctx, p1np = self._markers(state)
@@ -480,11 +491,13 @@ def _fingerprint(mesh: Mesh, table: dict, lf: np.ndarray, settings: RemodelSetti
 
 
 def _save_checkpoint(path: Path, state: BoneState, step: int, fingerprint: str, records: list,
-                     series: dict) -> None:
+                     series: dict, warm: dict) -> None:
+    """``warm``: {strength case: (n_nodes, 3) last solution} (the next output's warm starts)."""
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, step=step, fingerprint=fingerprint, records=json.dumps(records),
              **{f"series_{k}": np.asarray(v) for k, v in series.items()},
+             **{f"warm_{k}": np.asarray(v) for k, v in warm.items()},
              **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)})
     os.replace(tmp, path)
 
@@ -498,7 +511,8 @@ def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
         n = treedef.num_leaves
         state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(z[f"leaf{i}"]) for i in range(n)])
         series = {k[len("series_"):]: list(z[k]) for k in z.files if k.startswith("series_")}
-        return state, int(z["step"]), json.loads(str(z["records"])), series
+        warm = {k[len("warm_"):]: jnp.asarray(z[k]) for k in z.files if k.startswith("warm_")}
+        return state, int(z["step"]), json.loads(str(z["records"])), series, warm
 
 
 def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = RemodelSettings(),
@@ -561,7 +575,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt, jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
         if resume and ckpt.exists():
-            state, step0, records, series = _load_checkpoint(ckpt, state, fp)
+            state, step0, records, series, run.strength_warm = _load_checkpoint(ckpt, state, fp)
             run.refresh_preconditioners(state)      # as the uninterrupted run did there
             pending = None
             log.info("%s: resuming at step %d of %d", label, step0, n_steps)
@@ -610,7 +624,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             if out_dir is not None:
                 with jsonl.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
-                _save_checkpoint(ckpt, state, k + 1, fp, records, series)
+                _save_checkpoint(ckpt, state, k + 1, fp, records, series, run.strength_warm)
             timing["output_seconds"] += time.perf_counter() - t_out
         if progress is not None:
             progress(k + 1, n_steps, rec)

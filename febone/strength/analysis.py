@@ -96,7 +96,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
              pistoia: Pistoia = Pistoia(), limits: StrainLimits = StrainLimits(),
              nonlinear: ProgressiveFailure = ProgressiveFailure(), density=None,
              tissue_volume=None, solver: PCG | None = None, preconditioner="auto",
-             progress=None, node_sets=None, find_sets: str = "auto") -> StrengthResult:
+             progress=None, node_sets=None, find_sets: str = "auto", u0=None) -> StrengthResult:
     """Stiffness and fracture load of ``mesh`` under ``case``.
 
     Args:
@@ -119,6 +119,8 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
         find_sets: ``"auto"`` (masks of the mesh, else found from the geometry in the
             standard orientation, see :mod:`febone.strength.geometry`), ``"geometry"``
             (always from the geometry) or ``"masks"`` (never).
+        u0: optional (n_nodes, 3) initial guess of the linear solve, mm (e.g. ``u`` of an
+            earlier result for similar moduli; the answer does not depend on it).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -135,7 +137,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
 
         preconditioner = make_preconditioner(preconditioner, model, mat, bcs)
     t0 = time.perf_counter()
-    sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner)
+    sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner, u0=u0)
     solve_seconds = time.perf_counter() - t0
     reactions = reaction_forces(model, mat, bcs, sol.u)
     force = float(case.measured_force(reactions, posed))
