@@ -155,9 +155,11 @@ def test_bad_inputs(one_step):
 
 @pytest.mark.slow
 def test_multi_year_run_gradients():
-    """Two years in ten 73-day steps (checkpoint blocks of 4 with two padding steps): regional
-    BMD change w.r.t. a dose, an E2 coupling constant and the density scale."""
-    study = build_study(_specimen(), WOMAN, AI, years=2.0, settings=_settings(step_days=73))
+    """Two years in ten 73-day steps (two-level checkpoints: blocks of 4 with two padding
+    steps): regional BMD change w.r.t. a dose, an E2 coupling constant and the density
+    scale."""
+    study = build_study(_specimen(), WOMAN, AI, years=2.0,
+                        settings=_settings(step_days=73, block=None))
     assert study.n_steps == 10
     names = ["dose:anastrozole", "coupling:P_RANKL_E2", "density_scale"]
     p = {"dose:anastrozole": 1.0, "coupling:P_RANKL_E2": 250.0, "density_scale": 1.0}

@@ -11,14 +11,16 @@ whole run:
               ─> outcomes at the end: fracture load (soft-quantile Pistoia surrogate), stiffness,
                  regional vBMD change; the vBMD trajectory at every step.
 
-Reverse-mode memory is bounded by two-level checkpointing: the steps are grouped in blocks of
-``block`` steps (default ⌈√n_steps⌉); both the block and each step are ``jax.checkpoint``-ed, so
-the reverse pass stores (n_blocks + block) carries (cells 5 × n_elements, the mineral queue
-n_elements × queue_days, one (n_nodes, 3) displacement per habitual case) plus the working set of
-one mechanical step (its days of cell-model residuals), instead of every intermediate of every
-step. A step's FE solutions are saved (a checkpoint policy on ``custom_linear_solve``), so the recomputation of
-the reverse pass does not repeat the CG solves. Padding steps beyond ``n_steps`` (to fill the last
-block) are skipped with ``lax.cond``.
+Reverse-mode memory is bounded by checkpointing: by default every mechanical step is
+``jax.checkpoint``-ed (``block=1``), so the reverse pass stores one carry per step (cells
+5 × n_elements, the mineral queue n_elements × queue_days, one (n_nodes, 3) displacement per
+habitual case) plus the working set of one step (its days of cell-model inputs; each Rosenbrock
+step is checkpointed too, ``cell_checkpoint``), instead of every intermediate of every step.
+For long runs ``block=None`` groups the steps in checkpointed blocks of ⌈√n_steps⌉ (two levels:
+(n_blocks + block) carries, one more forward recomputation). A step's FE solutions are saved (a
+checkpoint policy on ``custom_linear_solve``), so the recomputation of the reverse pass does not
+repeat the CG solves. Padding steps beyond ``n_steps`` (to fill the last block) are skipped with
+``lax.cond``.
 
 Differences from :func:`febone.remodel.remodel`: steps have a fixed whole number of days (the
 run covers ``n_steps · step_days`` days), outputs are at the end (and the trajectory of vBMD),
@@ -66,14 +68,20 @@ class StudySettings:
             mass, density law, ν, density field, cell and mineral parameters, smoothing,
             preconditioner). ``steps_per_year``/``output_every``/``strength_*`` are not used.
         step_days: days per mechanical (FE) step (whole days; 30 ≈ monthly).
-        block: steps per checkpoint block (default ⌈√n_steps⌉; 1: one level, a checkpoint
-            per step).
+        block: steps per checkpoint block: 1 (default) a checkpoint per step, one carry
+            per step stored (41 MB on the coarse femur); None ⌈√n_steps⌉ (two levels:
+            ~2√n_steps carries, one more forward recomputation: for runs of many years).
         checkpoint: False stores every intermediate of every step in reverse mode (for
             memory comparisons only).
         cell_rtol: adaptive tolerance of the cell model, or None (default) for fixed steps of
             ``cell_dt`` days.
         cell_dt: fixed cell-model step, days (a divisor of one day).
         cell_method: Rosenbrock method of the cell model (``rodas3``, ``ros2``, ``euler``).
+        cell_checkpoint: also checkpoint every cell-model step inside a mechanical step
+            (:func:`febone.remodel.cells.simulate` ``checkpoint_steps``, default True): the
+            working set of one step keeps each day's input state instead of its Rosenbrock
+            residuals (~250 floats per element and day); on the coarse femur recomputing them
+            is faster than storing them (benchmarks/RESULTS_study.md).
         strength_case: load case of the fracture-load and stiffness outcomes (default
             ``sideways-fall``: hip fracture in a fall).
         critical_strain, fraction: Pistoia criterion (effective strain 0.7 %, 2 % of the tissue).
@@ -83,11 +91,12 @@ class StudySettings:
 
     remodel: RemodelSettings = RemodelSettings()
     step_days: int = 30
-    block: int | None = None
+    block: int | None = 1
     checkpoint: bool = True
     cell_rtol: float | None = None
     cell_dt: float = 1.0
     cell_method: str = "rodas3"
+    cell_checkpoint: bool = True
     strength_case: str = "sideways-fall"
     critical_strain: float = 0.007
     fraction: float = 0.02
@@ -389,7 +398,8 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     per_step = lambda a: a.reshape(n_steps, step_days)
     tables = jax.tree_util.tree_map(per_step, table)
     lf = per_step(jnp.broadcast_to(inputs.load_factor, (n_steps * step_days,)))
-    cell_kw = dict(dt=st.cell_dt, rtol=st.cell_rtol, method=st.cell_method)
+    cell_kw = dict(dt=st.cell_dt, rtol=st.cell_rtol, method=st.cell_method,
+                   checkpoint_steps=st.cell_checkpoint)
 
     def mech_step(carry, x):
         cells, mineral, u, ok = carry
