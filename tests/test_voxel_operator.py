@@ -10,8 +10,9 @@ import febone as fb
 from febone.fe.elasticity import internal_force
 from febone.fe.elasticity import stiffness_diagonal as fe_diagonal
 from febone.voxel import Multigrid, VoxelGrid, VoxelModel, VoxelPCG, solve_voxel, voxel_reactions
-from febone.voxel.multigrid import (_apply_level, _element_matrices, _form, prolong, restrict,
-                                    setup_multigrid, vcycle)
+from febone.voxel.multigrid import (_apply_level, _element_matrices, _form,
+                                    chebyshev_upper_bound, prolong, restrict, setup_multigrid,
+                                    vcycle)
 from febone.voxel.operator import apply_stiffness, element_stiffness, stiffness_diagonal
 
 VOXEL = (0.5, 0.4, 0.3)  # (dz, dy, dx) mm, anisotropic on purpose
@@ -109,12 +110,13 @@ def test_galerkin_levels_equal_PtAP(small, level1):
         np.testing.assert_allclose(ours, A, rtol=0, atol=1e-10 * np.abs(A).max())
 
 
-def test_vcycle_is_symmetric_positive_definite(small):
+@pytest.mark.parametrize("jacobi", ["point", "block"])
+def test_vcycle_is_symmetric_positive_definite(small, jacobi):
     grid, model, E = small
     bottom = grid.plane_nodes("z", "min")
     fixed = np.zeros((model.n_nodes, 3), bool)
     fixed[bottom] = True
-    opts = Multigrid(dtype="float64", cycle="v")
+    opts = Multigrid(dtype="float64", cycle="v", jacobi=jacobi)
     mg = setup_multigrid(model, jnp.asarray(E), 0.3, jnp.asarray(fixed), opts)
     free = np.flatnonzero(~fixed.ravel())
 
@@ -136,3 +138,47 @@ def test_coarse_element_matrices_are_positive_semidefinite(small):
         np.testing.assert_allclose(K, np.swapaxes(K, 1, 2), atol=1e-9 * np.abs(K).max())
         # six rigid-body modes per element: eigenvalues ≥ 0 up to round-off
         assert np.linalg.eigvalsh(K).min() > -1e-9 * np.abs(K).max()
+
+
+@pytest.mark.parametrize("jacobi", ["point", "block"])
+def test_smoother_diagonal_and_chebyshev_bound_against_dense(small, jacobi):
+    """Level by level (dense Galerkin products): the smoother's D⁻¹ is the inverse of the
+    nodal 3×3 diagonal blocks (or of the diagonal) of the free-dof matrix, and the
+    Chebyshev interval's upper end lies above λ_max(D⁻¹A), as the smoother requires; on
+    the fine level also the element bound does, and it is rigorous."""
+    grid, model, E = small
+    fixed = np.zeros((model.n_nodes, 3), bool)
+    fixed[grid.plane_nodes("z", "min")] = True
+    opts = Multigrid(dtype="float64", jacobi=jacobi)
+    mg = setup_multigrid(model, jnp.asarray(E), 0.3, jnp.asarray(fixed), opts)
+    Ke = element_stiffness(model.voxel_size, 0.3)
+    A = _dense(lambda v: apply_stiffness(model.fine, Ke, jnp.asarray(E), v), model.n_nodes)
+    for l in range(len(model.levels) - 1):
+        if l > 0:
+            fine, coarse = model.levels[l - 1], model.levels[l]
+            P = np.asarray(jax.vmap(lambda e: prolong(fine, coarse, e.reshape(-1, 3)).ravel())(
+                jnp.eye(3 * coarse.n_nodes))).T
+            A = P.T @ A @ P
+        free = np.asarray(mg.free[l]).ravel() > 0
+        Af = A[np.ix_(free, free)]
+        n = A.shape[0] // 3
+        if jacobi == "block":
+            D = np.zeros_like(A)
+            for i in range(n):
+                s_ = slice(3 * i, 3 * i + 3)
+                D[s_, s_] = A[s_, s_]
+            D = D[np.ix_(free, free)]
+            inv = np.zeros((3 * n, 3 * n))
+            blocks = np.asarray(mg.inv_diag[l])
+            for i in range(n):
+                inv[3 * i:3 * i + 3, 3 * i:3 * i + 3] = blocks[i]
+        else:
+            D = np.diag(np.diag(Af))
+            inv = np.diag(np.asarray(mg.inv_diag[l]).ravel())
+        # fixed rows of the stored inverse are zero; on free dofs it inverts D
+        np.testing.assert_allclose(inv[np.ix_(free, free)] @ D, np.eye(free.sum()), atol=1e-9)
+        assert np.abs(inv[~free]).max(initial=0.0) == 0.0
+        lam = np.linalg.eigvals(np.linalg.solve(D, Af)).real.max()
+        assert float(mg.upper[l]) >= lam
+        if l == 0:
+            assert float(chebyshev_upper_bound(model.voxel_size, 0.3, jacobi)) >= lam * (1 - 1e-12)

@@ -17,9 +17,10 @@
     2×2×2 average modulus (void = 0); cheapest, but on trabecular bone it bridges gaps
     between trabeculae and needs 2–3× more CG iterations.
 * Smoother: Chebyshev polynomial in D⁻¹A on [λ_max/ratio, λ_max], the same before and
-  after the coarse correction (symmetric). λ_max on the fine level is the element bound
-  λ_max(De⁻¹Ke) (rigorous for any moduli); on Galerkin levels a power-iteration estimate
-  times a safety factor. Degree grows by ``growth`` per level (coarse levels are cheap).
+  after the coarse correction (symmetric); D is the nodal 3×3 block diagonal (default) or
+  the point diagonal. λ_max is a Lanczos estimate times a safety factor, on the
+  fine level capped by the element bound λ_max(De⁻¹Ke) (rigorous for any moduli).
+  Degree grows by ``growth`` per level (coarse levels are cheap).
 * Cycle: ``"v"`` (a fixed linear SPD operator: plain CG applies) or ``"k"`` (K-cycle:
   each coarse correction below level 1 is two steps of flexible CG preconditioned by the
   next cycle, Notay & Vassilevski 2008; the outer Krylov method must then be flexible).
@@ -62,11 +63,17 @@ class Multigrid:
             iterates, residuals and operator stay in the solve precision (float64 on the
             CPU), so the answer's accuracy does not depend on it; a float32 cycle moves half
             the bytes and its GEMMs run 2–4× faster on CPUs.
-        power_iterations: steps of the λ_max estimate on Galerkin levels.
+        lanczos_steps: Jacobi-CG (Lanczos) steps of the λ_max estimate on each level.
         safety: factor applied to that estimate.
         level1: Galerkin level 1 as ``"children"`` (default: 8 child moduli per coarse
             voxel, applied matrix-free: least memory, and as fast on CPUs) or ``"matrices"``
             (one stored 24×24 matrix per coarse voxel: 2.3 kB each in float32).
+        fine_bound: λ_max of the fine level: ``"lanczos"`` (default: the Lanczos estimate ×
+            ``safety``, never above the element bound) or ``"element"`` (the
+            rigorous element bound alone, 10–20 % above λ_max on bone).
+        jacobi: the smoother's diagonal D: ``"block"`` (default: each node's 3×3 block, the
+            coupling of its 3 displacement components; 15 % fewer CG iterations on the 39 µm
+            LHDL sample than ``"point"`` at the same cost per iteration) or ``"point"``.
     """
 
     coarse: str = "galerkin"
@@ -77,9 +84,11 @@ class Multigrid:
     max_coarse_nodes: int = 700
     max_levels: int | None = None
     dtype: str = "float32"
-    power_iterations: int = 15
-    safety: float = 1.2
+    lanczos_steps: int = 15
+    safety: float = 1.1
     level1: str = "children"
+    fine_bound: str = "lanczos"
+    jacobi: str = "block"
 
     def __post_init__(self):
         if self.coarse not in ("galerkin", "average"):
@@ -100,8 +109,12 @@ class Multigrid:
             raise ValueError(f"Multigrid max_coarse_nodes must be ≥ 8; got {self.max_coarse_nodes}")
         if self.level1 not in ("matrices", "children"):
             raise ValueError(f"Multigrid level1 must be 'matrices' or 'children'; got {self.level1!r}")
-        if int(self.power_iterations) < 1 or not self.safety >= 1.0:
-            raise ValueError("Multigrid power_iterations must be ≥ 1 and safety ≥ 1")
+        if self.jacobi not in ("point", "block"):
+            raise ValueError(f"Multigrid jacobi must be 'point' or 'block'; got {self.jacobi!r}")
+        if self.fine_bound not in ("element", "lanczos"):
+            raise ValueError(f"Multigrid fine_bound must be 'element' or 'lanczos'; got {self.fine_bound!r}")
+        if int(self.lanczos_steps) < 1 or not self.safety >= 1.0:
+            raise ValueError("Multigrid lanczos_steps must be ≥ 1 and safety ≥ 1")
 
     def degree_at(self, level: int) -> int:
         return int(min(16, round(self.degree * self.growth ** level)))
@@ -123,7 +136,8 @@ class MultigridData:
         E: per level, (n_voxels,) moduli MPa, or (n_voxels, 8) child moduli (Galerkin
             level 1), or a (0,) placeholder where ``Ke`` holds whole element matrices.
         free: per level, (n_nodes, 3) 1.0 on free dofs, 0.0 on fixed ones.
-        inv_diag: per level, (n_nodes, 3) 1/diag(A) (1 on fixed dofs).
+        inv_diag: per level, D⁻¹ of the smoother: (n_nodes, 3) point inverses 1/diag(A),
+            or (n_nodes, 3, 3) inverses of the nodal diagonal blocks; zero on fixed dofs.
         upper: per level, λ_max bound of D⁻¹A used by the Chebyshev smoother.
         chol: inverse of the coarsest level's matrix (from its Cholesky factor; dense
             matvecs are much faster than triangular solves on CPUs and GPUs).
@@ -147,13 +161,26 @@ def working_dtype(name: str):
     return jnp.result_type(float) if name == "float64" else jnp.dtype(jnp.float32)
 
 
-def chebyshev_upper_bound(voxel_size, nu):
+def chebyshev_upper_bound(voxel_size, nu, jacobi: str = "point"):
     """Largest eigenvalue of De⁻¹Ke for one voxel (traceable in ν): an upper bound of
     λ_max(D⁻¹K) for any assembly of scaled copies of Ke, since
-    xᵀKx = Σ_e xᵀKe x ≤ λ Σ_e xᵀDe x = λ xᵀDx."""
+    xᵀKx = Σ_e xᵀKe x ≤ λ Σ_e xᵀDe x = λ xᵀDx. ``jacobi="block"``: De is the element's
+    nodal 3×3 block diagonal (the same argument holds)."""
     ke = element_stiffness(voxel_size, nu, jnp.result_type(float))
-    d = 1.0 / jnp.sqrt(jnp.diagonal(ke))
-    return jnp.linalg.eigvalsh(d[:, None] * ke * d[None, :]).max()
+    if jacobi == "point":
+        d = 1.0 / jnp.sqrt(jnp.diagonal(ke))
+        return jnp.linalg.eigvalsh(d[:, None] * ke * d[None, :]).max()
+    blocks = jnp.stack([ke[3 * a:3 * a + 3, 3 * a:3 * a + 3] for a in range(8)])
+    Linv = jnp.linalg.inv(jnp.linalg.cholesky(blocks))
+    W = jax.scipy.linalg.block_diag(*[Linv[a] for a in range(8)])
+    return jnp.linalg.eigvalsh(W @ ke @ W.T).max()
+
+
+def apply_inverse_diagonal(inv: jax.Array, r: jax.Array) -> jax.Array:
+    """Jacobi step D⁻¹ r: ``inv`` is (n_nodes, 3) point or (n_nodes, 3, 3) block inverses."""
+    if inv.ndim == 2:
+        return inv * r
+    return jnp.einsum("nij,nj->ni", inv, r)
 
 
 def child_prolongations() -> np.ndarray:
@@ -244,12 +271,12 @@ def _apply_level(level: VoxelLevel, form: str, Ke, E, x):
     if form == "scaled":
         return apply_stiffness(level, Ke, E, x)
     if form == "children":  # Σ_c E_c (P_cᵀ Ke P_c) uᵉ, matrix-free
+        # one (chunk, 24) @ (24, 8·24) GEMM, then the E-weighted sum over the 8 children:
+        # 1.7× faster than 8 separate (24, 24) products (39 µm LHDL, level 1, float32)
+        K_all = Ke.transpose(1, 0, 2).reshape(24, 192)
 
         def forces(ue, e):
-            fe = jnp.zeros_like(ue)
-            for c in range(8):
-                fe = fe + e[:, c:c + 1] * (ue @ Ke[c])
-            return fe
+            return jnp.einsum("nc,ncj->nj", e, (ue @ K_all).reshape(-1, 8, 24))
         return _chunked(level, E, x, forces)
     ue = gather_corners(level, x)
     return _scatter(level, jnp.einsum("eij,ej->ei", Ke, ue))
@@ -261,6 +288,40 @@ def _element_diagonal(form: str, Ke, E):
     if form == "children":
         return E @ jnp.diagonal(Ke, axis1=1, axis2=2)
     return jnp.diagonal(Ke, axis1=1, axis2=2)
+
+
+def _element_block(form: str, Ke, E, a: int):
+    """(n_voxels, 3, 3) diagonal block of corner ``a`` (grid order) of a level's element
+    matrices."""
+    sl = slice(3 * a, 3 * a + 3)
+    if form == "scaled":
+        return E[:, None, None] * Ke[None, sl, sl]
+    if form == "children":
+        return (E @ Ke[:, sl, sl].reshape(8, 9)).reshape(-1, 3, 3)
+    return Ke[:, sl, sl]
+
+
+def _block_inverse(level: VoxelLevel, form: str, Ke, E, free) -> jax.Array:
+    """(n_nodes, 3, 3) inverses of the assembled nodal 3×3 diagonal blocks, restricted to
+    the free dofs (identity on fixed ones); assembled corner by corner (small temporaries)."""
+    nodes = corner_nodes(level)
+    B = jnp.zeros((level.n_nodes, 3, 3), free.dtype)
+    for a in range(8):
+        B = B.at[nodes[:, a]].add(_element_block(form, Ke, E, a).astype(free.dtype))
+    mask = free[:, :, None] * free[:, None, :]
+    B = B * mask + jnp.eye(3, dtype=B.dtype)[None] * (1.0 - free)[:, None, :]
+    return _inverse3(B)
+
+
+def _inverse3(B: jax.Array) -> jax.Array:
+    """(n, 3, 3) inverses by the adjugate (batched LAPACK is far slower for 3×3 blocks)."""
+    a = [[B[:, i, j] for j in range(3)] for i in range(3)]
+    cof = [[a[(j + 1) % 3][(i + 1) % 3] * a[(j + 2) % 3][(i + 2) % 3]
+            - a[(j + 1) % 3][(i + 2) % 3] * a[(j + 2) % 3][(i + 1) % 3] for j in range(3)]
+           for i in range(3)]
+    adj = jnp.stack([jnp.stack(row, axis=-1) for row in cof], axis=-2)  # adj[i, j] = cof_ji
+    det = a[0][0] * cof[0][0] + a[0][1] * cof[1][0] + a[0][2] * cof[2][0]
+    return adj / det[:, None, None]
 
 
 def _element_matrices(form: str, Ke, E):
@@ -298,17 +359,31 @@ def _coarse_matrix(level: VoxelLevel, Kel, free) -> jax.Array:
     return K * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
 
 
-def _power_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float):
-    """safety × power-iteration estimate of λ_max(D⁻¹A)."""
-    v = jnp.cos(jnp.arange(3 * n_nodes, dtype=dtype) * 0.7548776662).reshape(-1, 3) + 1.5
+def _lanczos_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float):
+    """safety × the largest Ritz value of D⁻¹A after ``steps`` Jacobi-preconditioned CG
+    steps (the Lanczos tridiagonal from the CG coefficients; Ritz values lie inside the
+    spectrum and the largest converges to λ_max much faster than power iteration)."""
+    k = int(min(steps, max(2, 3 * n_nodes // 2)))
+    b = jnp.cos(jnp.arange(3 * n_nodes, dtype=dtype) * 0.7548776662).reshape(-1, 3) + 1.5
+    z = apply_inverse_diagonal(inv_diag, b)
 
-    def body(_, v):
-        w = inv_diag * A(v)
-        return w / jnp.sqrt(jnp.vdot(w, w))
+    def body(j, s):
+        r, z, p, rz, alphas, betas = s
+        Ap = A(p)
+        alpha = _safe_div(rz, jnp.vdot(p, Ap))
+        r = r - alpha * Ap
+        z = apply_inverse_diagonal(inv_diag, r)
+        rz_new = jnp.vdot(r, z)
+        beta = _safe_div(rz_new, rz)
+        return r, z, z + beta * p, rz_new, alphas.at[j].set(alpha), betas.at[j].set(beta)
 
-    v = jax.lax.fori_loop(0, steps, body, v / jnp.sqrt(jnp.vdot(v, v)))
-    lam = jnp.vdot(v, inv_diag * A(v)) / jnp.vdot(v, v)
-    return safety * lam
+    zeros = jnp.zeros((k,), dtype)
+    *_, alphas, betas = jax.lax.fori_loop(0, k, body, (b, z, z, jnp.vdot(b, z), zeros, zeros))
+    inv_a = _safe_div(1.0, alphas)
+    diag = inv_a + jnp.concatenate([jnp.zeros((1,), dtype), betas[:-1] * inv_a[:-1]])
+    off = jnp.sqrt(jnp.maximum(betas[:-1], 0.0)) * inv_a[:-1]
+    T = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    return safety * jnp.linalg.eigvalsh(T)[-1]
 
 
 def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
@@ -357,23 +432,29 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
         touched = restrict(fine, coarse, 1.0 - free[-1])  # > 0 where a fixed fine dof is reached
         free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype))
     inv_diag, upper = [], []
-    rigorous = chebyshev_upper_bound(model.voxel_size, nu).astype(dtype)
+    rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi).astype(dtype)
     for l, lev in enumerate(levels):
-        d = _scatter(lev, _element_diagonal(forms[l], Kes[l], Es[l]))
-        inv = jnp.where(free[l] > 0, 1.0 / jnp.where(d > 0, d, 1.0), 1.0).astype(dtype)
+        if options.jacobi == "point":
+            d = _scatter(lev, _element_diagonal(forms[l], Kes[l], Es[l]))
+            inv = jnp.where(free[l] > 0, 1.0 / jnp.where(d > 0, d, 1.0), 1.0).astype(dtype)
+        else:
+            inv = _block_inverse(lev, forms[l], Kes[l], Es[l], free[l])
         inv_diag.append(inv)
-        if forms[l] == "scaled" or l == len(levels) - 1:
+        if (forms[l] == "scaled" and not (l == 0 and options.fine_bound == "lanczos")) \
+                or l == len(levels) - 1:
             upper.append(rigorous)
         else:
             def A(v, l=l, lev=lev):
                 return free[l] * _apply_level(lev, forms[l], Kes[l], Es[l], free[l] * v) \
                     + (1.0 - free[l]) * v
-            upper.append(_power_bound(A, inv, lev.n_nodes, dtype, int(options.power_iterations),
-                                      float(options.safety)))
+            estimate = _lanczos_bound(A, inv, lev.n_nodes, dtype, int(options.lanczos_steps),
+                                    float(options.safety))
+            # on scaled levels the element bound is rigorous: never exceed it
+            upper.append(jnp.minimum(estimate, rigorous) if forms[l] == "scaled" else estimate)
     # The smoother multiplies residuals by inv_diag; zero on fixed dofs keeps corrections
     # there at zero, so the cycle can apply the unmasked operator (its fixed rows are
     # never read: restriction and prolongation are masked).
-    inv_diag = [inv * f for inv, f in zip(inv_diag, free)]
+    inv_diag = [inv * (f if inv.ndim == 2 else f[:, :, None]) for inv, f in zip(inv_diag, free)]
     last = len(levels) - 1
     A = _coarse_matrix(levels[last], _element_matrices(forms[last], Kes[last], Es[last]).astype(wide),
                        free[last].astype(wide))
@@ -383,25 +464,30 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
     return MultigridData(tuple(Kes), tuple(Es), tuple(free), tuple(inv_diag), tuple(upper), chol)
 
 
-def _chebyshev(A, inv_diag, x, r, degree: int, lo, hi):
+def _chebyshev(A, inv_diag, x, r, degree: int, lo, hi, want_residual: bool = True):
     """``degree`` Chebyshev steps for A x = b from x with residual r = b − A x.
 
-    Returns the new x and its residual; one operator application per step, in a
-    ``fori_loop`` so the operator is compiled once whatever the degree."""
+    Returns the new x and its residual (``None`` unless ``want_residual``); one operator
+    application per step (one fewer without the residual), in a ``fori_loop`` so the
+    operator is compiled once whatever the degree."""
     theta, delta = 0.5 * (hi + lo), 0.5 * (hi - lo)
     sigma = theta / delta
-    d = inv_diag * r / theta
+    d = apply_inverse_diagonal(inv_diag, r) / theta
 
     def step(_, s):
         x, r, d, rho = s
         x = x + d
         r = r - A(d)
         rho_new = 1.0 / (2.0 * sigma - rho)
-        d = rho_new * rho * d + (2.0 * rho_new / delta) * (inv_diag * r)
+        d = rho_new * rho * d + (2.0 * rho_new / delta) * apply_inverse_diagonal(inv_diag, r)
         return x, r, d, rho_new
 
-    x, r, _, _ = jax.lax.fori_loop(0, degree, step, (x, r, d, 1.0 / sigma))
-    return x, r
+    if want_residual:
+        x, r, _, _ = jax.lax.fori_loop(0, degree, step, (x, r, d, 1.0 / sigma))
+        return x, r
+    # the last step's residual update is not needed: degree − 1 operator applications
+    x, r, d, _ = jax.lax.fori_loop(0, degree - 1, step, (x, r, d, 1.0 / sigma))
+    return x + d, None
 
 
 def _safe_div(a, b):
@@ -438,7 +524,7 @@ def vcycle(model: VoxelModel, mg: MultigridData, r: jax.Array, options: Multigri
         hi = mg.upper[l]
         lo = hi / float(options.ratio)
         deg = options.degree_at(l)
-        x, res = _chebyshev(A, mg.inv_diag[l], jnp.zeros_like(b), b, deg, lo, hi)
+        x, res = _chebyshev(A, mg.inv_diag[l], jnp.zeros_like(b), b, deg, lo, hi, True)
         coarse = model.levels[l + 1]
         bc = mg.free[l + 1] * restrict(lev, coarse, mg.free[l] * res)
         krylov_below = options.cycle == "k" or (options.cycle == "k1" and l == 0)
@@ -447,7 +533,7 @@ def vcycle(model: VoxelModel, mg: MultigridData, r: jax.Array, options: Multigri
         else:
             xc = cycle(l + 1, bc)
         x = x + mg.free[l] * prolong(lev, coarse, xc)
-        x, _ = _chebyshev(A, mg.inv_diag[l], x, b - A(x), deg, lo, hi)
+        x, _ = _chebyshev(A, mg.inv_diag[l], x, b - A(x), deg, lo, hi, False)
         return x
 
     def kstep(l, b):
