@@ -14,7 +14,9 @@ torch-fem, compilation for febone, the solve and the reaction force.
     python benchmarks/voxel_vs_torchfem.py --resolutions 78 39 \\
         --solvers febone-mg febone-jacobi torchfem --blas-threads 1 --timeout 1800
 
-``--blas-threads N`` sets OPENBLAS_NUM_THREADS for NumPy/SciPy (pyamg's set-up, dense
+``--solvers febone-mg-warm`` adds a row with JAX's persistent compilation cache warm (an
+unrecorded first run fills a fresh cache directory); the cold ``febone-mg`` row is the
+headline. ``--blas-threads N`` sets OPENBLAS_NUM_THREADS for NumPy/SciPy (pyamg's set-up, dense
 coarse solves) in every child, as in ``femur_vs_torchfem.py``; torch (MKL) keeps its own
 threads (all cores). ``--timeout S`` caps each child run; a run that hits it is reported
 as such, with no numbers. Each row records the 1-minute load average before and after it
@@ -29,6 +31,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,10 +52,14 @@ def rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def run_febone(seg, preconditioner: str) -> dict:
+def run_febone(seg, preconditioner: str, cache: str | None = None) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if cache:  # JAX's persistent compilation cache (the warm-cache row only)
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     import numpy as np
 
     import febone as fb
@@ -134,7 +141,8 @@ def child(args) -> None:
     if args.solver == "torchfem":
         out = run_torchfem(seg)
     else:
-        out = run_febone(seg, "multigrid" if args.solver == "febone-mg" else "jacobi")
+        out = run_febone(seg, "jacobi" if args.solver == "febone-jacobi" else "multigrid",
+                         cache=args.cache)
     out.update(solver=args.solver, resolution_um=args.resolution, bone_voxels=int(seg.mask.sum()),
                bv_tv=float(seg.mask.mean()), threshold=seg.threshold)
     print("RESULT " + json.dumps(out), flush=True)
@@ -187,7 +195,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--resolutions", type=int, nargs="+", default=[78, 39], choices=sorted(FACTORS))
     p.add_argument("--solvers", nargs="+", default=["torchfem", "febone-mg", "febone-jacobi"],
-                   choices=["torchfem", "febone-mg", "febone-jacobi"])
+                   choices=["torchfem", "febone-mg", "febone-jacobi", "febone-mg-warm"],
+                   help="febone-mg-warm: febone-mg with JAX's persistent compilation cache, "
+                        "filled by an unrecorded first run in a fresh cache directory")
     p.add_argument("--json", type=Path, help="write all results and the machine here")
     p.add_argument("--blas-threads", type=int, default=None,
                    help="OPENBLAS_NUM_THREADS for NumPy/SciPy in the children")
@@ -195,6 +205,7 @@ def main() -> int:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--solver", help=argparse.SUPPRESS)
     p.add_argument("--resolution", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--cache", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
@@ -209,6 +220,10 @@ def main() -> int:
             env = dict(os.environ)
             if args.blas_threads is not None:
                 env["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+            if solver == "febone-mg-warm":
+                cmd += ["--cache", tempfile.mkdtemp(prefix="febone-jax-cache-")]
+                print(f"filling the compilation cache for {res} µm ...", file=sys.stderr, flush=True)
+                subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
             print(f"running {solver} at {res} µm ...", file=sys.stderr, flush=True)
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
