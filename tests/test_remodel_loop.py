@@ -2,8 +2,9 @@
 
 A prismatic bar under an axial force is the one FE problem whose habitual strain energy
 density is known in closed form whatever the density: σ = F/A, SED = σ²/(2E) (ν → 0, so the
-clamped ends do not disturb the uniaxial state), hence Ψ/Ψ̆ = E0/E = (ρ0/ρ)^b for E = aρ^b.
-The loop must then reproduce a 0-D computation that uses this closure instead of FE solves.
+clamped ends do not disturb the uniaxial state), hence Ψ/Ψ̆ = E0/E = (ρ0/ρ)^b for E = aρ^b,
+and for the strain stimulus (SED/E = ε²/2) Ψ/Ψ̆ = (E0/E)². The loop must then reproduce a 0-D
+computation that uses this closure instead of FE solves.
 """
 from dataclasses import replace
 from types import SimpleNamespace
@@ -43,9 +44,11 @@ def inputs(days, load_factor=1.0, **drives):
     return SimpleNamespace(drives=d, load_factor=np.full(days, load_factor))
 
 
-def closure_reference(rho0, years, load_factor, steps_per_year=12, law_b=1.49, lazy=0.1):
-    """0-D loop with the closed-form stimulus Ψ/Ψ̆ = lf² E0/E held over each mechanical step
-    (and the dead band of RemodelSettings.lazy_zone written out)."""
+def closure_reference(rho0, years, load_factor, steps_per_year=12, law_b=1.49, lazy=0.1,
+                      stimulus="sed"):
+    """0-D loop with the closed-form stimulus Ψ/Ψ̆ = lf² E0/E (SED) or lf² (E0/E)² (strain)
+    held over each mechanical step (and the dead band of RemodelSettings.lazy_zone written
+    out)."""
     mp = RemodelSettings().mineral_params
     f = rho0 / float(tissue_density(mp.v_max))
     for _ in range(6):                                  # BV/TV with ρ_t(v_m(f)) f = ρ0
@@ -60,7 +63,7 @@ def closure_reference(rho0, years, load_factor, steps_per_year=12, law_b=1.49, l
     for d0, d1 in zip(bounds[:-1], bounds[1:]):
         v = mean_mineral_content(mineral, cells.f_bm, mp)
         rho = float(tissue_density(v, mp)[0] * cells.f_bm[0])
-        ratio = load_factor ** 2 * (rho0 / rho) ** law_b
+        ratio = load_factor ** 2 * (rho0 / rho) ** (law_b * (2 if stimulus == "strain" else 1))
         ratio = 1 + np.sign(ratio - 1) * max(abs(ratio - 1) - lazy, 0.0)
         tr = simulate(PARAMS, cells, Drives(psi_ratio=ratio), days=int(d1 - d0), t0=float(d0),
                       mineral=mineral, mineral_params=mp, save_every=int(d1 - d0))
@@ -69,24 +72,28 @@ def closure_reference(rho0, years, load_factor, steps_per_year=12, law_b=1.49, l
     return np.array(out)
 
 
+@pytest.mark.parametrize("stimulus,lazy", [("strain", 0.02), ("sed", 0.1)])
 @pytest.mark.parametrize("load_factor", [0.85, 1.15])
-def test_bar_matches_closed_form_stimulus(load_factor):
+def test_bar_matches_closed_form_stimulus(load_factor, stimulus, lazy):
     """Disuse (−15 % load) loses bone and overload (+15 %) gains it; the FE loop follows the
-    0-D closure to 1e-6 relative in BV/TV (the uniaxial state is exact up to ν = 0.001 and the
-    CG tolerance 1e-8)."""
+    0-D closure in BV/TV (the uniaxial state is exact up to ν = 0.001 and the CG tolerance
+    1e-8), for both stimulus quantities: to 1e-5 relative (measured ≤ 3e-6: under disuse the
+    monthly stimulus makes BV/TV wobble by ±3 % from month to month, in the closure as in FE,
+    which amplifies the solver's 1e-8 differences)."""
     mesh = bar()
     years = 1.0
     days = int(step_schedule(years, 12)[-1])
     steps = []
     res = remodel(mesh, inputs(days, load_factor), years=years,
-                  settings=settings(output_interval_years=1 / 12),
+                  settings=settings(output_interval_years=1 / 12, stimulus=stimulus,
+                                    lazy_zone=lazy),
                   progress=lambda k, n, rec: steps.append(k))
     assert steps == list(range(1, 13))
     f_fe = res.bvtv[1:, :]
     # uniform bar: every element the same
     assert np.ptp(f_fe, axis=1).max() < 1e-9
-    ref = closure_reference(0.8, years, load_factor)
-    np.testing.assert_allclose(f_fe[:, 0], ref, rtol=1e-6)
+    ref = closure_reference(0.8, years, load_factor, lazy=lazy, stimulus=stimulus)
+    np.testing.assert_allclose(f_fe[:, 0], ref, rtol=1e-5)
     change = ref[-1] / res.bvtv[0, 0] - 1
     assert (change < -1e-3) if load_factor < 1 else (change > 1e-3)
     # the field series: uniaxial stress F/A everywhere and the end shortening F L/(E A)
@@ -104,15 +111,19 @@ def test_bar_matches_closed_form_stimulus(load_factor):
                                rtol=1e-6)
 
 
-def test_homeostasis_stays_put_for_decades():
+@pytest.mark.parametrize("stimulus,lazy", [("strain", 0.0), ("strain", 0.02), ("sed", 0.1)])
+def test_homeostasis_stays_put_for_decades(stimulus, lazy):
     """Neutral drives and unchanged loading: every element keeps its BV/TV (a heterogeneous
-    bar, so the FE stimulus differs between elements and only its ratio to the start is 1)."""
+    bar, so the FE stimulus differs between elements and only its ratio to the start is 1).
+    The strain stimulus needs no dead band: an element that loses stiffness beside stiffer
+    ones keeps its strain (neutral), while under SED it would lose stimulus and then bone."""
     rng = np.random.default_rng(0)
     mesh = bar(rho=rng.uniform(0.2, 1.6, 24))
     years = 20.0
     days = int(step_schedule(years, 1)[-1])
     res = remodel(mesh, inputs(days), years=years,
-                  settings=settings(steps_per_year=1, output_interval_years=10.0))
+                  settings=settings(steps_per_year=1, output_interval_years=10.0,
+                                    stimulus=stimulus, lazy_zone=lazy))
     np.testing.assert_allclose(res.bvtv[-1], res.bvtv[0], rtol=1e-7)
     np.testing.assert_allclose(res.density[-1], res.density[0], rtol=1e-7)
     assert res.records[-1]["markers"]["ctx_rel"] == pytest.approx(1.0, abs=1e-7)

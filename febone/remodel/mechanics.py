@@ -104,6 +104,9 @@ class MechanicalStimulus:
         node_weight: (n_nodes,) Σ of the volumes of each node's elements (mm³), or ``None``.
         volumes: (n_elements,) element volumes, mm³.
         solver: :class:`PCG` strategy of the solves.
+        quantity: ``"sed"`` (strain energy density Ψ, MPa) or ``"strain"`` (Ψ/E = ε_eff²/2,
+            the squared effective strain over two: what an element feels when its modulus
+            changes and its deformation does not).
     """
 
     cases: tuple
@@ -111,6 +114,7 @@ class MechanicalStimulus:
     node_weight: jax.Array | None
     volumes: jax.Array
     solver: PCG = field(metadata=dict(static=True))
+    quantity: str = field(default="sed", metadata=dict(static=True))
 
 
 for _cls in (_CaseData, MechanicalStimulus):
@@ -122,7 +126,8 @@ for _cls in (_CaseData, MechanicalStimulus):
 
 def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL,
                    body_mass_kg: float = 70.0, smoothing: bool = True,
-                   preconditioner: str = "auto", solver: PCG | None = None) -> MechanicalStimulus:
+                   preconditioner: str = "auto", solver: PCG | None = None,
+                   quantity: str = "sed") -> MechanicalStimulus:
     """Pose the bone for each habitual load case and build its solver data (host side, once).
 
     Args:
@@ -133,6 +138,7 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         habitual: sequence of :class:`HabitualLoad`; weights must sum to 1.
         body_mass_kg: body mass, kg (forces = magnitude_bw × body_mass_kg × 9.81 N).
         smoothing: average the stimulus element → node → element (anti-checkerboard).
+        quantity: the stimulus, ``"sed"`` or ``"strain"`` (see :class:`MechanicalStimulus`).
         preconditioner: ``"auto"``, ``"amg"`` or ``"jacobi"`` (see
             :func:`febone.solve.amg.make_preconditioner`).
         solver: :class:`PCG` settings (default rtol 1e-8).
@@ -150,6 +156,9 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"habitual load weights must sum to 1 (shares of the daily loading); "
                          f"got {total:g} for {[h.case for h in habitual]}")
+    if quantity not in ("sed", "strain"):
+        raise ValueError(f"unknown stimulus quantity {quantity!r}; use 'sed' (strain energy "
+                         f"density) or 'strain' (SED/E = ε_eff²/2)")
     if not (np.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ValueError(f"body_mass_kg must be positive; got {body_mass_kg}")
     solver = solver or PCG(rtol=1e-8)
@@ -173,7 +182,7 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         w = np.zeros(mesh.n_nodes)
         np.add.at(w, corners, np.asarray(volumes)[:, None])
         smooth_nodes, node_weight = jnp.asarray(corners), jnp.asarray(np.maximum(w, 1e-300))
-    return MechanicalStimulus(tuple(cases), smooth_nodes, node_weight, volumes, solver)
+    return MechanicalStimulus(tuple(cases), smooth_nodes, node_weight, volumes, solver, quantity)
 
 
 def _smooth(stim: MechanicalStimulus, psi):
@@ -224,7 +233,8 @@ def habitual_sed(stim: MechanicalStimulus, E, nu, u_prev):
         reactions = reaction_forces(c.model, mat, c.bcs, sol.u)
         k = c.sign * reactions[c.loaded, c.axis].sum()          # N per mm of displacement
         scale = c.force_N / k
-        psi = psi + c.weight * scale ** 2 * element_fields(c.model, mat, sol.u).sed
+        sed = element_fields(c.model, mat, sol.u).sed
+        psi = psi + c.weight * scale ** 2 * (sed / E if stim.quantity == "strain" else sed)
         us.append(sol.u)
         forces.append(k)
         ok = ok & sol.stats.converged & (k > 0)

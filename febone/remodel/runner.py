@@ -79,8 +79,9 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         out_dir: folder for each arm's ``<arm>.jsonl`` (written as produced) and checkpoint.
         resume: continue interrupted arms from their checkpoints (finished arms are re-read).
         progress: callable(arm_name, step, n_steps, record_or_None).
-        coupling: :class:`~febone.remodel.coupling.CouplingParameters` (default: the fitted
-            :data:`~febone.remodel.coupling.DEFAULT_COUPLING`).
+        coupling: :class:`~febone.remodel.coupling.CouplingParameters` (default
+            :data:`~febone.remodel.fe_calibration.FE_COUPLING`: the FE-free fit with the
+            FE-level correction of the menopausal RANKL gain).
         settings_overrides: fields of :class:`RemodelSettings` to override (e.g.
             ``preconditioner="jacobi"``).
 
@@ -88,11 +89,12 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         :class:`ScenarioResult`.
     """
     from ..mesh.io import read_mesh
-    from .coupling import DEFAULT_COUPLING, daily_inputs
+    from .coupling import daily_inputs
+    from .fe_calibration import FE_COUPLING
     from .hormones import hormone_series
 
     start = time.perf_counter()
-    coupling = DEFAULT_COUPLING if coupling is None else coupling
+    coupling = FE_COUPLING if coupling is None else coupling
     meshes: dict[Path, object] = {}
     arms: dict[str, RemodelResult] = {}
     cache: dict = {}

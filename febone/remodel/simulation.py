@@ -78,7 +78,11 @@ class RemodelSettings:
         cell_rtol: adaptive step tolerance of the cell model.
         smoothing: element → node → element average of the stimulus (anti-checkerboard).
         lazy_zone: half-width of the dead band of the mechanical stimulus ratio Ψ/Ψ̆
-            (:func:`~.mechanics.lazy_zone`; fraction, 0 = none).
+            (:func:`~.mechanics.lazy_zone`; fraction, 0 = none, the default).
+        stimulus: what the cells sense (:class:`~.mechanics.MechanicalStimulus`): ``"strain"``
+            (default; SED/E, the squared effective strain) or ``"sed"`` (strain energy density,
+            which falls when an element softens beside stiffer ones at unchanged strain, so it
+            needs ``lazy_zone`` ≈ 0.1 to keep a heterogeneous bone at homeostasis).
         preconditioner: CG preconditioner of the FE solves (``auto`` = AMG with pyamg).
     """
 
@@ -95,7 +99,8 @@ class RemodelSettings:
     mineral_params: MineralParameters | None = MINERAL_MARTINEZ_REINA_2019
     cell_rtol: float = 1e-4
     smoothing: bool = True
-    lazy_zone: float = 0.1
+    lazy_zone: float = 0.0
+    stimulus: str = "strain"
     preconditioner: str = "auto"
 
     def __post_init__(self):
@@ -123,7 +128,7 @@ class RemodelSettings:
                 "cell_params": self.cell_params.name,
                 "mineralisation": self.mineral_params is not None,
                 "cell_rtol": self.cell_rtol, "smoothing": self.smoothing,
-                "lazy_zone": self.lazy_zone,
+                "lazy_zone": self.lazy_zone, "stimulus": self.stimulus,
                 "preconditioner": self.preconditioner}
 
 
@@ -318,6 +323,7 @@ class _Run:
         if key not in cache:
             cache[key] = (build_stimulus(mesh, self.E0, nu=s.nu, habitual=s.habitual,
                                          body_mass_kg=s.body_mass_kg, smoothing=s.smoothing,
+                                         quantity=s.stimulus,
                                          preconditioner=s.preconditioner), {}, {})
         self.stim, self._strength, self._dxa = cache[key]
         self.strength_warm = {}       # {strength case: last solution}: next output's warm start
