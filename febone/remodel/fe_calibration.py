@@ -24,7 +24,7 @@ FMP + 7). Both start premenopausal at the FE model's steady state, as the calibr
 after their premenopausal spin-up. The fit minimises ½Σ((model − target)/band)² over the six
 menopausal targets these two runs give, by a parabola through the costs at three scales of
 ``P_RANKL_E2`` and one run at its minimum. ``python -m febone.remodel.fe_calibration`` redoes
-it; the evaluations and the table are in docs/calibration.md ("FE-level correction").
+it; the evaluations and the table are in docs/calibration_fe.md.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ __all__ = ["FE_TARGET_NAMES", "FE_COUPLING", "FE_RANKL_E2_SCALE", "evaluate", "f
 log = logging.getLogger(__name__)
 
 #: Scale of ``P_RANKL_E2`` fitted with the FE loop (strain stimulus, no dead band; evaluations
-#: at 1.0, 1.5 and 2.0 with lazy zone 0.02 and at 1.5 without, table in docs/calibration.md).
+#: at 1.0, 1.5 and 2.0 with lazy zone 0.02 and at 1.5 without, table in docs/calibration_fe.md).
 FE_RANKL_E2_SCALE = 1.5
 #: The coupling of FE-coupled runs (``run_scenario``, ``febone run``): DEFAULT_COUPLING with the
 #: FE-level correction of the menopausal RANKL gain.
@@ -133,11 +133,17 @@ def evaluate(coupling: CouplingParameters = DEFAULT_COUPLING, *, progress=None,
         region = next((w[1] for w in _FE_WINDOWS.values() if w[0] == bone))
         measure[bone] = _site_density(arm, read_mesh(scenario.bone.path()), region)
         times[bone] = np.asarray(arm.time_years, dtype=float)
+    return FEEvaluation(_window_values(times, measure), measure, times,
+                        time.perf_counter() - start)
+
+
+def _window_values(times: dict, measure: dict) -> dict:
+    """{target: % change (or %/y) of the bone's measure between the window's years}."""
     values = {}
     for name, (bone, _, t0, t1, per) in _FE_WINDOWS.items():
         a = np.interp([t0, t1], times[bone], measure[bone])
         values[name] = 100.0 * (a[1] / a[0] - 1.0) / per
-    return FEEvaluation(values, measure, times, time.perf_counter() - start)
+    return values
 
 
 def _cost(values: dict) -> float:
