@@ -99,8 +99,8 @@ def test_multigrid_variants_and_jacobi_agree(porous_case):
     variants = {
         "jacobi": VoxelPCG(rtol=1e-10, preconditioner="jacobi"),
         "k-galerkin": VoxelPCG(rtol=1e-10),
-        "k-point-element": VoxelPCG(rtol=1e-10, multigrid=Multigrid(jacobi="point",
-                                                                    fine_bound="element")),
+        "k-point-lanczos": VoxelPCG(rtol=1e-10, multigrid=Multigrid(jacobi="point",
+                                                                    fine_bound="lanczos")),
         "v-average-f64": VoxelPCG(rtol=1e-10, multigrid=Multigrid(cycle="v", coarse="average",
                                                                   dtype="float64")),
     }
