@@ -649,24 +649,25 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
         v_m = None if q is None else q.mineral / s.f_bm       # at the start of the day
         s, h_try, n_acc, n_rej, n_forced = interval(s, t, v_m, h_try)
         t = t + macro
+        entered = None
         if q is not None:
-            q = _mineral._advance_day_queue(q, leaving, s, params, mineral_params)
-        return (s, q, t, h_try, stats + jnp.stack([n_acc, n_rej, n_forced])), None
+            q, entered = _mineral._advance_day_queue(q, leaving, s, params, mineral_params)
+        return (s, q, t, h_try, stats + jnp.stack([n_acc, n_rej, n_forced])), entered
 
     def run_days(carry, n):         # n intervals; the queue's day form lives only inside
         s, m, t, h_try, stats = carry
-        q = leaving = None
+        q = old = leaving = None
         if m is not None:
-            q = _mineral._to_day_queue(m, mineral_params)
-            leaving = _mineral._leaving_bins(q, n)
-        (s, q, t, h_try, stats), _ = jax.lax.scan(macro_body, (s, q, t, h_try, stats), leaving,
-                                                  length=n)
-        m = None if q is None else _mineral._from_day_queue(q, mineral_params)
+            q, old, leaving = _mineral._split_queue(m, mineral_params, n)
+        (s, q, t, h_try, stats), entered = jax.lax.scan(macro_body, (s, q, t, h_try, stats),
+                                                        leaving, length=n)
+        m = None if q is None else _mineral._join_queue(q, old, entered)
         return s, m, t, h_try, stats
 
     def save_body(carry, _):
-        # the day queue is converted back every _QUEUE_CHUNK_DAYS (at most the ring length) so
-        # that its survival product stays of order one (≥ 0.9 at 0.3 %/day resorption)
+        # the day queue is put back together every _QUEUE_CHUNK_DAYS (at most the length of the
+        # queue's older part) so that its survival product stays of order one (≥ 0.9 at
+        # 0.3 %/day resorption)
         chunk = (min(_QUEUE_CHUNK_DAYS, mineral_params.queue_days
                      - _mineral._young_bins(mineral_params) - 1)
                  if mineral is not None else save_every)

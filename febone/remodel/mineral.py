@@ -130,37 +130,36 @@ def _young_bins(params: MineralParameters) -> int:
 
 @dataclass(frozen=True)
 class _DayQueue:
-    """The age queue in the form the daily update uses inside a run: the same contents as
-    :class:`MineralState`, with O(K) work per day instead of O(queue_days).
+    """The age queue in the form the daily update uses inside a run of n days: the same
+    contents as :class:`MineralState`, with O(K) work per day instead of O(queue_days).
 
     ``young[a]`` is the BV/TV of age a = 0..K−1 (the lag and the primary phase). The older bins
-    (ages K..L−2, all in the secondary phase) are a ring, ``old[(a − K − day) mod (L − K − 1)]``
-    after ``day`` updates since :func:`_to_day_queue`, holding BV/TV / ``scale``: every bin older
-    than the lag loses the same fraction r/f each day, so one product of survival factors per
-    element rescales them all. Their mineral is v_max·Σ + c·Σ e^(−κ(a − K)) (v_m of the secondary
-    phase), so the ring's volume ``old_sum`` and moment ``old_moment`` (stored units) give the
-    mineral content ``mineral`` (Σ_j q_j v_m(j), per element volume) every day without reading the
-    ring. A day reads nothing from the ring: the bins that leave it during a run of n ≤ L − K − 1
-    days are taken at its start (:func:`_leaving_bins`), because XLA updates a loop-carried buffer
-    in place only when the loop does not read it. ``last`` is the bone older than L − 2 days.
+    (ages K..L−2, all in the secondary phase) are not carried through the days: every bin older
+    than the lag loses the same fraction r/f each day, so their BV/TV is (BV/TV at the start of
+    the run, or on entering) × ``scale`` / (``scale`` then), one product of survival factors per
+    element. Each day emits the bin that leaves the young block (in stored units, BV/TV / scale)
+    and takes in the one that leaves the queue's explicit part (known at the start of the run,
+    :func:`_split_queue`); :func:`_join_queue` puts the queue back together once at the end. Their
+    mineral is v_max·Σ + c·Σ e^(−κ(a − K)) (v_m of the secondary phase), so the volume
+    ``old_sum`` and moment ``old_moment`` (stored units) give the mineral content ``mineral``
+    (Σ_j q_j v_m(j), per element volume) every day. Nothing of size queue_days is carried by the
+    day loop (it would be copied every day, and kept per day in reverse mode).
 
-    Attributes: young (K, n_elements); old (L − K − 1, n_elements); old_sum, old_moment, scale,
-    last, mineral (n_elements,); day () int32.
+    Attributes: young (K, n_elements); old_sum, old_moment, scale, last, mineral
+    (n_elements,).
     """
 
     young: jax.Array
-    old: jax.Array
     old_sum: jax.Array
     old_moment: jax.Array
     scale: jax.Array
     last: jax.Array
     mineral: jax.Array
-    day: jax.Array
 
 
 jax.tree_util.register_dataclass(
-    _DayQueue, data_fields=["young", "old", "old_sum", "old_moment", "scale", "last", "mineral",
-                            "day"], meta_fields=[])
+    _DayQueue, data_fields=["young", "old_sum", "old_moment", "scale", "last", "mineral"],
+    meta_fields=[])
 
 
 def _secondary_offset(params: MineralParameters, K: int):
@@ -169,40 +168,39 @@ def _secondary_offset(params: MineralParameters, K: int):
         -params.rate * (K - params.lag_days - params.primary_days))
 
 
-def _to_day_queue(mineral: MineralState, params: MineralParameters) -> _DayQueue:
+def _split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
+    """(day form, old bins (L − K − 1, n) by age K..L−2, (n_days, n) bins that leave the explicit
+    part on the next n_days updates, the oldest first) at the start of a run of n_days."""
     q = mineral.queue.T
     K = _young_bins(params)
     old = q[K:-1]
+    if not 0 < n_days <= old.shape[0]:
+        raise ValueError(f"a day-queue run covers 1..{old.shape[0]} days; got {n_days}")
     decay = jnp.exp(-params.rate * jnp.arange(old.shape[0], dtype=q.dtype))
     content = q.T @ _bin_mineral(params, q.dtype)
-    return _DayQueue(q[:K], old, old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1],
-                     content, jnp.zeros((), jnp.int32))
+    dq = _DayQueue(q[:K], old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1], content)
+    return dq, old, old[::-1][:n_days]
 
 
-def _from_day_queue(dq: _DayQueue, params: MineralParameters) -> MineralState:
-    old = jnp.roll(dq.old, dq.day, axis=0) * dq.scale[None, :]     # row i: age K + i
-    return MineralState(jnp.concatenate([dq.young, old, dq.last[None, :]], axis=0).T)
-
-
-def _leaving_bins(dq: _DayQueue, n_days: int):
-    """(n_days, n_elements) stored values of the bins that leave the ring on the next ``n_days``
-    updates of a fresh :func:`_to_day_queue` (the oldest first)."""
-    if not 0 < n_days <= dq.old.shape[0]:
-        raise ValueError(f"a day-queue run covers 1..{dq.old.shape[0]} days; got {n_days}")
-    return dq.old[::-1][:n_days]
+def _join_queue(dq: _DayQueue, old, entered) -> MineralState:
+    """The :class:`MineralState` after a run: ``old`` from :func:`_split_queue`, ``entered``
+    (n_days, n) the stored bins the days emitted (the first day's first)."""
+    n = entered.shape[0]
+    aged = jnp.concatenate([entered[::-1], old[:old.shape[0] - n]]) * dq.scale[None, :]
+    return MineralState(jnp.concatenate([dq.young, aged, dq.last[None, :]], axis=0).T)
 
 
 def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameters,
-                       params: MineralParameters) -> _DayQueue:
+                       params: MineralParameters):
     """:func:`update_mineral` on the :class:`_DayQueue` form (equal to rounding); ``leaving``
-    (n_elements,) is this day's row of :func:`_leaving_bins`."""
-    K, lag, n_old = dq.young.shape[0], params.lag_days, dq.old.shape[0]
+    (n_elements,) is this day's row of :func:`_split_queue`'s leaving bins. Returns (new day
+    form, (n_elements,) the stored bin that entered the older part)."""
+    K, lag = dq.young.shape[0], params.lag_days
+    n_old = params.queue_days - K - 1
     phi, r = _rates(state, cell_params)
     f = state.f_bm
     keep = 1.0 - r / f
-    slot = jnp.mod(-1 - dq.day, n_old)                 # the bin of age L−2 leaves, age K enters
     entering = jnp.where(dq.scale > 0, dq.young[-1] / jnp.where(dq.scale > 0, dq.scale, 1.0), 0.0)
-    old = jax.lax.dynamic_update_index_in_dim(dq.old, entering, slot, 0)
     young = jnp.concatenate([phi[None, :], dq.young[:lag], dq.young[lag:-1] * keep[None, :]])
     scale = dq.scale * keep
     old_sum = dq.old_sum - leaving + entering
@@ -214,7 +212,7 @@ def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameter
     mineral = (law @ young + scale * (params.v_max * old_sum
                                       + _secondary_offset(params, K) * old_moment)
                + params.v_max * last)
-    return _DayQueue(young, old, old_sum, old_moment, scale, last, mineral, dq.day + 1)
+    return _DayQueue(young, old_sum, old_moment, scale, last, mineral), entering
 
 
 def mean_mineral_content(mineral: MineralState, f_bm,
