@@ -222,7 +222,8 @@ def main() -> int:
                 env["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
             if solver == "febone-mg-warm":
                 cmd += ["--cache", tempfile.mkdtemp(prefix="febone-jax-cache-")]
-                print(f"filling the compilation cache for {res} µm ...", file=sys.stderr, flush=True)
+                print(f"filling the compilation cache for {res} µm ...", file=sys.stderr,
+                      flush=True)
                 subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
             print(f"running {solver} at {res} µm ...", file=sys.stderr, flush=True)
             load_before = os.getloadavg()[0]

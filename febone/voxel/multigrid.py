@@ -114,7 +114,8 @@ class Multigrid:
         if self.jacobi not in ("point", "block"):
             raise ValueError(f"Multigrid jacobi must be 'point' or 'block'; got {self.jacobi!r}")
         if self.fine_bound not in ("element", "lanczos"):
-            raise ValueError(f"Multigrid fine_bound must be 'element' or 'lanczos'; got {self.fine_bound!r}")
+            raise ValueError(f"Multigrid fine_bound must be 'element' or 'lanczos'; got "
+                             f"{self.fine_bound!r}")
         if int(self.lanczos_steps) < 1 or not self.safety >= 1.0:
             raise ValueError("Multigrid lanczos_steps must be ≥ 1 and safety ≥ 1")
 

@@ -39,7 +39,7 @@ class VoxelPCG:
         rtol: stop when ‖r‖₂ ≤ rtol·‖b‖₂ on the free dofs (float64 residual).
         atol: absolute floor on ‖r‖₂, N.
         max_iter: CG iteration cap (``None``: 10 000).
-        preconditioner: ``"multigrid"`` (geometric V-cycle, default), ``"jacobi"`` or ``"none"``.
+        preconditioner: ``"multigrid"`` (geometric multigrid, default), ``"jacobi"`` or ``"none"``.
         multigrid: :class:`Multigrid` options.
         mixed_precision: iterative refinement: float32 inner CG (operator and cycle) inside
             a float64 residual correction loop, for GPUs; answers stay float64-accurate.
