@@ -12,8 +12,9 @@ Two changes bring the FE model to the targets:
 
 * the stimulus the cells sense is SED/E (= ε_eff²/2, :class:`~.mechanics.MechanicalStimulus`
   ``quantity="strain"``), which an element keeps when it softens at unchanged deformation, so a
-  heterogeneous bone is stable at homeostasis without a dead band (``lazy_zone=0``;
-  tests/test_remodel_loop.py) and the loss of the whole neck still raises it;
+  heterogeneous bone is stable at homeostasis even without a dead band
+  (tests/test_remodel_loop.py) and the loss of the whole neck still raises it; a narrow band
+  (``lazy_zone=0.02``) remains, against overshoot of the disuse term at homeostasis;
 * one constant refitted with FE runs: the RANKL production per unit of oestrogen deficiency,
   ``P_RANKL_E2`` ×:data:`FE_RANKL_E2_SCALE`.
 
@@ -43,8 +44,8 @@ __all__ = ["FE_TARGET_NAMES", "FE_COUPLING", "FE_RANKL_E2_SCALE", "evaluate", "f
 
 log = logging.getLogger(__name__)
 
-#: Scale of ``P_RANKL_E2`` fitted with the FE loop (strain stimulus, no dead band; evaluations
-#: at 1.0, 1.5 and 2.0 with lazy zone 0.02 and at 1.5 without, table in docs/calibration_fe.md).
+#: Scale of ``P_RANKL_E2`` fitted with the FE loop (strain stimulus, dead band 0.02: the lowest
+#: cost of the evaluations at 1.0, 1.5 and 2.0; table in docs/calibration_fe.md).
 FE_RANKL_E2_SCALE = 1.5
 #: The coupling of FE-coupled runs (``run_scenario``, ``febone run``): DEFAULT_COUPLING with the
 #: FE-level correction of the menopausal RANKL gain.

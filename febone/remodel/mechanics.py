@@ -196,10 +196,11 @@ def _smooth(stim: MechanicalStimulus, psi):
 def lazy_zone(ratio, width):
     """Stimulus ratio Ψ/Ψ̆ with a dead band ("lazy zone", Carter 1987; Huiskes et al. 1987) of
     ±``width`` around homeostasis: 1 inside the band, shifted towards 1 by ``width`` outside it
-    (continuous). Elements in parallel with stiffer ones lose strain energy as they lose
-    density, so without a band the homeostatic state of a heterogeneous bone is unstable and
-    round-off of the FE solves grows into density drift over decades; the band makes small
-    perturbations neutral while disuse and overload beyond it still act.
+    (continuous). Under the SED stimulus, elements in parallel with stiffer ones lose strain
+    energy as they lose density, so without a band the homeostatic state of a heterogeneous bone
+    is unstable and round-off of the FE solves grows into density drift over decades; the band
+    makes small perturbations neutral while disuse and overload beyond it still act. The strain
+    stimulus (SED/E, the default of the FE loop) needs no band.
 
     Args:
         ratio: Ψ/Ψ̆, any shape (dimensionless).

@@ -78,7 +78,10 @@ class RemodelSettings:
         cell_rtol: adaptive step tolerance of the cell model.
         smoothing: element → node → element average of the stimulus (anti-checkerboard).
         lazy_zone: half-width of the dead band of the mechanical stimulus ratio Ψ/Ψ̆
-            (:func:`~.mechanics.lazy_zone`; fraction, 0 = none, the default).
+            (:func:`~.mechanics.lazy_zone`; fraction, 0 = none). The default ±2 % keeps the
+            cell model's disuse term, κ·(1 − Ψ/Ψ̆) with κ = 1e4 pM/day below homeostasis, from
+            making the monthly steps overshoot around Ψ/Ψ̆ = 1 (a dose–response of the small
+            specimen turned non-monotonic without it).
         stimulus: what the cells sense (:class:`~.mechanics.MechanicalStimulus`): ``"strain"``
             (default; SED/E, the squared effective strain) or ``"sed"`` (strain energy density,
             which falls when an element softens beside stiffer ones at unchanged strain, so it
@@ -99,7 +102,7 @@ class RemodelSettings:
     mineral_params: MineralParameters | None = MINERAL_MARTINEZ_REINA_2019
     cell_rtol: float = 1e-4
     smoothing: bool = True
-    lazy_zone: float = 0.0
+    lazy_zone: float = 0.02
     stimulus: str = "strain"
     preconditioner: str = "auto"
 

@@ -42,9 +42,10 @@ import numpy as np
 
 from ..mesh.mesh import Mesh
 from ..remodel.cells import Drives, simulate, steady_state
-from ..remodel.coupling import DEFAULT_COUPLING, CouplingParameters, daily_inputs
+from ..remodel.coupling import CouplingParameters, daily_inputs
+from ..remodel.fe_calibration import FE_COUPLING
 from ..remodel.hormones import hormone_series
-from ..remodel.mechanics import build_stimulus, habitual_sed
+from ..remodel.mechanics import build_stimulus, habitual_sed, lazy_zone
 from ..remodel.mineral import init_mineral, mean_mineral_content, tissue_density
 from ..remodel.parameters import MINERAL_MARTINEZ_REINA_2019
 from ..remodel.patient import Patient
@@ -202,7 +203,7 @@ for _cls in (_StrengthData, Study, Outcomes):
 
 def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
                 settings: StudySettings = StudySettings(),
-                coupling: CouplingParameters = DEFAULT_COUPLING) -> Study:
+                coupling: CouplingParameters = FE_COUPLING) -> Study:
     """Host-side set-up (once): stimulus, strength case, baseline density, region masks.
 
     Args:
@@ -259,7 +260,8 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
     law = density_law(s.law)
     E0 = np.asarray(law.modulus(rho0))
     stim = build_stimulus(mesh, E0, nu=s.nu, habitual=s.habitual, body_mass_kg=s.body_mass_kg,
-                          smoothing=s.smoothing, preconditioner=s.preconditioner)
+                          smoothing=s.smoothing, preconditioner=s.preconditioner,
+                          quantity=s.stimulus)
     case = CASES[settings.strength_case]()
     posed = case.posed(mesh)
     model = FEModel.from_mesh(posed)
@@ -412,7 +414,7 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
         def drives_fn(t, s_, v_):
             i = jnp.clip(jnp.floor(t - t0).astype(jnp.int32), 0, step_days - 1)
             d = jax.tree_util.tree_map(lambda a: a[i], dtab)
-            return replace(d, psi_ratio=ratio * lf_k[i] ** 2)
+            return replace(d, psi_ratio=lazy_zone(ratio * lf_k[i] ** 2, s.lazy_zone))
 
         kw = {} if mp is None else {"mineral": mineral, "mineral_params": mp}
         traj = simulate(cp, cells, drives_fn, days=step_days, t0=t0, save_every=step_days,
