@@ -32,6 +32,7 @@ def run_bone(bone: str, years: float, protocol: str):
     import febone as fb
     from febone.bones import bundled_path
     from febone.remodel.coupling import daily_inputs
+    from febone.remodel.fe_calibration import FE_COUPLING
     from febone.remodel.hormones import hormone_series
     from febone.remodel.runner import settings_for
     from febone.remodel.simulation import DAYS_PER_YEAR, remodel
@@ -40,7 +41,7 @@ def run_bone(bone: str, years: float, protocol: str):
     sc = make_protocol(protocol).with_duration(years)
     mesh = fb.read_mesh(bundled_path(bone))
     days = int(round(years * DAYS_PER_YEAR)) + 1
-    inputs = daily_inputs(hormone_series(sc.patient, sc.treatments, days=days))
+    inputs = daily_inputs(hormone_series(sc.patient, sc.treatments, days=days), FE_COUPLING)
     res = remodel(mesh, inputs, years=years, settings=settings_for(sc), label=bone)
     t = res.description["timing"]
     n_out = len(res.records) - 1
