@@ -9,6 +9,16 @@ jax.config.update("jax_enable_x64", True)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. The whole suite compiles thousands
+    of XLA programs in one process; kept alive, their JIT-mapped code accumulated until an XLA
+    compilation late in the suite crashed (a segfault in backend compile, reproducible in the
+    full suite only, at the same test each time)."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests needing it skip when it is absent."""
