@@ -292,10 +292,8 @@ def test_daily_queue_form_equals_the_explicit_queue_update():
     float64 terms per day)."""
     s0 = steady_state(MR, f_bm=F3)
     m0 = init_mineral(s0, MR, MP)
-    seen = []
 
     def drives(t, s, v_m):
-        seen.append(v_m)
         return Drives(P_RANKL=2.0 * pmo_rankl_production(t))
 
     days = 40
@@ -307,7 +305,6 @@ def test_daily_queue_form_equals_the_explicit_queue_update():
         np.testing.assert_allclose(tr.v_m[k + 1], mean_mineral_content(m, s_k.f_bm, MP),
                                    rtol=1e-12)
     np.testing.assert_allclose(tr.mineral.queue, m.queue, rtol=1e-12, atol=1e-16)
-    assert any(v is not None for v in seen)       # the drives saw the mineral content
 
 
 # ------------------------------------------------------------------------------------------

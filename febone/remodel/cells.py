@@ -668,8 +668,7 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
         # the day queue is put back together every _QUEUE_CHUNK_DAYS (at most the length of the
         # queue's older part) so that its survival product stays of order one (≥ 0.9 at
         # 0.3 %/day resorption)
-        chunk = (min(_QUEUE_CHUNK_DAYS, mineral_params.queue_days
-                     - _mineral._young_bins(mineral_params) - 1)
+        chunk = (min(_QUEUE_CHUNK_DAYS, _mineral._old_bins(mineral_params))
                  if mineral is not None else save_every)
         full, rest = divmod(save_every, chunk)
         if full:

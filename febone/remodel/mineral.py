@@ -128,6 +128,11 @@ def _young_bins(params: MineralParameters) -> int:
     return params.lag_days + int(np.floor(params.primary_days)) + 1
 
 
+def _old_bins(params: MineralParameters) -> int:
+    """Explicit bins of the secondary phase, ages K..L−2 (the last bin holds all older bone)."""
+    return params.queue_days - _young_bins(params) - 1
+
+
 @dataclass(frozen=True)
 class _DayQueue:
     """The age queue in the form the daily update uses inside a run of n days: the same
@@ -195,8 +200,7 @@ def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameter
     """:func:`update_mineral` on the :class:`_DayQueue` form (equal to rounding); ``leaving``
     (n_elements,) is this day's row of :func:`_split_queue`'s leaving bins. Returns (new day
     form, (n_elements,) the stored bin that entered the older part)."""
-    K, lag = dq.young.shape[0], params.lag_days
-    n_old = params.queue_days - K - 1
+    K, lag, n_old = dq.young.shape[0], params.lag_days, _old_bins(params)
     phi, r = _rates(state, cell_params)
     f = state.f_bm
     keep = 1.0 - r / f
