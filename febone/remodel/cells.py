@@ -42,6 +42,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Var as _JaxprVar
 
 from .parameters import (CellParameters, MineralParameters, MINERAL_MARTINEZ_REINA_2019,
                          PMOParameters, PMO_MARTINEZ_REINA_2019)
@@ -49,8 +50,8 @@ from .parameters import (CellParameters, MineralParameters, MINERAL_MARTINEZ_REI
 logger = logging.getLogger(__name__)
 
 __all__ = ["CellState", "Drives", "Signals", "CellTrajectory", "CellModelError", "signals", "rhs",
-           "steady_state", "step", "simulate", "specific_surface", "pmo_rankl_production",
-           "turnover"]
+           "rhs_jacobian", "steady_state", "step", "simulate", "specific_surface",
+           "pmo_rankl_production", "turnover"]
 
 
 class CellModelError(ValueError):
@@ -257,6 +258,63 @@ def rhs(state: CellState, params: CellParameters, drives: Drives = Drives()) -> 
     return CellState(dOBp, dOBa, dOCa, df, jnp.zeros_like(state.P_OBp))
 
 
+def _specific_surface_slope(f):
+    """dS_V/df, mm⁻¹ per unit BV/TV (derivative of :func:`specific_surface`)."""
+    return 32.2 + f * (-187.8 + f * (402.0 + f * (-404.0 + 144.0 * f)))
+
+
+def rhs_jacobian(state: CellState, params: CellParameters, drives: Drives = Drives()) -> jax.Array:
+    """∂(dOBp, dOBa, dOCa, df_bm)/∂(OBp, OBa, OCa, f_bm) of :func:`rhs` at fixed drives, in
+    closed form: (n_elements, 4 out, 4 in), per day (pM⁻¹·pM and BV/TV units as the states).
+
+    Equal to ``jax.jacfwd`` of :func:`rhs` (tests/test_cells.py), and its reverse-mode
+    derivative is first order (that of a JVP-built Jacobian is second order): the Rosenbrock
+    steps of gradient studies spent most of their reverse pass there."""
+    return jnp.stack([jnp.stack(row, axis=-1) for row in _jacobian_blocks(state, params, drives)],
+                     axis=-2)
+
+
+def _jacobian_blocks(state: CellState, params: CellParameters, drives: Drives):
+    """:func:`rhs_jacobian` as a 4 × 4 nested list of (n_elements,) arrays [out][in]."""
+    p, d = params, drives
+    sg = signals(state, p, d)
+    T, pi_rep_OBp, pi_act_OCa, Pi_mech = sg.TGFb, sg.pi_rep_OBp, sg.pi_act_OCa, sg.Pi_mech
+    dT = p.alpha_TGFb / p.D_TGFb                                   # ∂TGFβ/∂OCa
+    d_act_OBu = p.K_act_TGFb_OBu / (T + p.K_act_TGFb_OBu) ** 2 * dT   # ∂/∂OCa
+    d_rep_OBp = -p.K_rep_TGFb_OBp / (T + p.K_rep_TGFb_OBp) ** 2 * dT
+    d_act_OCa = p.K_act_TGFb_OCa / (T + p.K_act_TGFb_OCa) ** 2 * dT
+    pi_act_PTH = sg.PTH / (sg.PTH + p.K_act_PTH)
+    c_OB = p.beta_OPG * d.beta_OPG_factor * p.K_rep_PTH / (sg.PTH + p.K_rep_PTH)  # P_OB/OBa
+    den_OPG = c_OB * state.OBa + p.D_OPG * p.OPG_max
+    dOPG = c_OB * p.OPG_max * (p.D_OPG * p.OPG_max - d.P_OPG) / den_OPG ** 2   # ∂/∂OBa
+    RANKL_max = p.R_RANKL * state.OBp * pi_act_PTH
+    A = 1.0 + p.K_A1 * sg.OPG + p.K_A2 * p.RANK + p.chi_den * p.K_den * d.denosumab
+    C = p.beta_RANKL + p.D_RANKL * RANKL_max
+    B = p.beta_RANKL + d.P_RANKL + sg.P_RANKL_mech
+    dRANKL_OBp = B / A * p.beta_RANKL / C ** 2 * p.R_RANKL * pi_act_PTH
+    dRANKL_OBa = -sg.RANKL * p.K_A1 / A * dOPG
+    RR = p.K_A2 * sg.RANKL * p.RANK
+    d_act_OCp = p.K_A2 * p.RANK * p.K_d_RANKL / (RR + p.K_d_RANKL) ** 2   # ∂/∂RANKL
+    D_OBu = p.D_OBu * d.D_OBu_factor
+    D_OBp = p.D_OBp * d.D_OBp_factor
+    D_OCp = p.D_OCp * d.D_OCp_factor
+    A_OBa = p.A_OBa * d.A_OBa_factor
+    A_OCa = p.A_OCa * d.A_OCa_factor
+    zero = jnp.zeros_like(T)
+    row_OBp = [-D_OBp * pi_rep_OBp + state.P_OBp * Pi_mech, zero,
+               D_OBu * (1.0 - p.a_mech) * d_act_OBu - D_OBp * state.OBp * d_rep_OBp, zero]
+    row_OBa = [D_OBp * pi_rep_OBp, -A_OBa + zero, D_OBp * state.OBp * d_rep_OBp, zero]
+    row_OCa = [D_OCp * d_act_OCp * dRANKL_OBp, D_OCp * d_act_OCp * dRANKL_OBa,
+               -A_OCa * (pi_act_OCa + state.OCa * d_act_OCa), zero]
+    s, ds = 1.0, 0.0
+    if p.specific_surface:
+        ref = specific_surface(p.sv_reference_bvtv)
+        s, ds = specific_surface(state.f_bm) / ref, _specific_surface_slope(state.f_bm) / ref
+    balance = (p.k_form * state.OBa - p.k_res * state.OCa) / 100.0
+    row_f = [zero, p.k_form / 100.0 * s + zero, -p.k_res / 100.0 * s + zero, balance * ds + zero]
+    return [list(jnp.broadcast_arrays(*r)) for r in (row_OBp, row_OBa, row_OCa, row_f)]
+
+
 def turnover(state: CellState, params: CellParameters):
     """(formation, resorption) rates k_form·OBa and k_res·OCa, % BV/TV per day, each like the state
     fields; P1NP and CTX markers are these relative to their baseline (science.md §7)."""
@@ -435,14 +493,23 @@ class _Stepper(NamedTuple):
     params: CellParameters
     drives_fn: DrivesFn
     method: str
+    state_drives: bool = True     # the drives depend on the state: JVP-built Jacobian
+
+
+def _drives_use_state(drives_fn, t, state: CellState, v_m) -> bool:
+    """Whether ``drives_fn(t, state, v_m)`` reads ``state`` (a data-flow walk over its jaxpr;
+    calls and control flow count as reading all their inputs, so the answer errs towards
+    True). State-free drives let the Rosenbrock step use the closed-form :func:`rhs_jacobian`."""
+    closed = jax.make_jaxpr(lambda s: drives_fn(t, s, v_m))(state)
+    live = set(closed.jaxpr.invars)
+    for eqn in closed.jaxpr.eqns:
+        if any(isinstance(v, _JaxprVar) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    return any(isinstance(v, _JaxprVar) and v in live for v in closed.jaxpr.outvars)
 
 
 def _pack(s: CellState):
     return jnp.stack([s.OBp, s.OBa, s.OCa, s.f_bm], axis=-1)
-
-
-def _unpack(y, P_OBp) -> CellState:
-    return CellState(y[..., 0], y[..., 1], y[..., 2], y[..., 3], P_OBp)
 
 
 def step(state: CellState, t, dt, params: CellParameters, drives: Drives | DrivesFn, *,
@@ -466,38 +533,49 @@ def step(state: CellState, t, dt, params: CellParameters, drives: Drives | Drive
     fn = drives if callable(drives) else (lambda t_, s_, v_: drives)
     if method not in _TABLEAUS:
         raise CellModelError(f"unknown method {method!r}; use one of {sorted(_TABLEAUS)}")
-    return _step(state, jnp.asarray(t, dtype=state.f_bm.dtype), dt,
-                 _Stepper(params, fn, method), v_m)[0]
+    t = jnp.asarray(t, dtype=state.f_bm.dtype)
+    stepper = _Stepper(params, fn, method, _drives_use_state(fn, t + 0.5 * dt, state, v_m))
+    return _step(state, t, dt, stepper, v_m)[0]
+
+
+#: row exchanges of :func:`_lu4`, in order: (pivot row k, candidate row i)
+_SWAPS = tuple((k, i) for k in range(4) for i in range(k + 1, 4))
 
 
 def _lu4(W):
-    """LU with partial pivoting of every (4, 4) block of W (n, 4, 4), unrolled into elementwise
-    operations on (n,) arrays (XLA fuses them; a batched LAPACK call per block is ~6× slower
-    for the cell model). Returns (rows, swaps) for :func:`_lu4_solve`: rows[i][j] the (n,)
-    entries of L (below the diagonal, unit diagonal implied) and U; swaps the (k, i, mask) row
-    exchanges, in order."""
-    a = [[W[:, i, j] for j in range(4)] for i in range(4)]
-    swaps = []
+    """LU with partial pivoting of every 4 × 4 element block of W (a nested list W[i][j] of
+    (n,) arrays), unrolled into elementwise operations (XLA fuses them; a batched LAPACK call
+    per block is ~6× slower for the cell model). Returns (rows, takes) for :func:`_lu4_solve`:
+    rows[i][j] the (n,) entries of L (below the diagonal, unit diagonal implied) and U;
+    takes[m] the (n,) bool mask of row exchange :data:`_SWAPS`[m]. With P the exchanges applied
+    in order, W = Pᵀ L U."""
+    a = [list(row) for row in W]
+    takes = []
     for k in range(4):
         for i in range(k + 1, 4):            # tournament: row k ends with the largest |pivot|
             take = jnp.abs(a[i][k]) > jnp.abs(a[k][k])
             a[k], a[i] = ([jnp.where(take, x, y) for x, y in zip(a[i], a[k])],
                           [jnp.where(take, y, x) for x, y in zip(a[i], a[k])])
-            swaps.append((k, i, take))
+            takes.append(take)
         inv = 1.0 / a[k][k]
         for i in range(k + 1, 4):
             a[i][k] = a[i][k] * inv
             for j in range(k + 1, 4):
                 a[i][j] = a[i][j] - a[i][k] * a[k][j]
-    return a, swaps
+    return a, takes
+
+
+def _exchange(x, takes, order):
+    for m in order:
+        k, i = _SWAPS[m]
+        x[k], x[i] = jnp.where(takes[m], x[i], x[k]), jnp.where(takes[m], x[k], x[i])
+    return x
 
 
 def _lu4_solve(lu, b):
-    """Solve W x = b for (n, 4) b with the factors of :func:`_lu4`; returns (n, 4)."""
-    a, swaps = lu
-    x = [b[:, i] for i in range(4)]
-    for k, i, take in swaps:
-        x[k], x[i] = jnp.where(take, x[i], x[k]), jnp.where(take, x[k], x[i])
+    """Solve W x = b (b: 4 (n,) arrays) with the factors of :func:`_lu4`; returns a tuple."""
+    a, takes = lu
+    x = _exchange(list(b), takes, range(len(_SWAPS)))
     for i in range(4):
         for k in range(i):
             x[i] = x[i] - a[i][k] * x[k]
@@ -505,39 +583,96 @@ def _lu4_solve(lu, b):
         for k in range(i + 1, 4):
             x[i] = x[i] - a[i][k] * x[k]
         x[i] = x[i] / a[i][i]
-    return jnp.stack(x, axis=-1)
+    return tuple(x)
+
+
+def _lu4_solve_transposed(lu, c):
+    """Solve Wᵀ y = c with the factors of W from :func:`_lu4`: Uᵀ z = c, Lᵀ w = z, y = Pᵀ w."""
+    a, takes = lu
+    z = list(c)
+    for i in range(4):
+        for k in range(i):
+            z[i] = z[i] - a[k][i] * z[k]
+        z[i] = z[i] / a[i][i]
+    for i in reversed(range(4)):
+        for k in range(i + 1, 4):
+            z[i] = z[i] - a[k][i] * z[k]
+    return tuple(_exchange(z, takes, reversed(range(len(_SWAPS)))))
+
+
+@jax.custom_vjp
+def _solve4(W, lu, b):
+    """x = W⁻¹ b per element block, with the factors ``lu = _lu4(W)`` computed outside. Its VJP
+    is the implicit one (b̄ = W⁻ᵀ x̄ by the same factors, W̄ = −b̄ xᵀ) instead of reverse mode
+    through the pivoting and elimination, which costs ~13× the factorisation itself."""
+    return _lu4_solve(lu, b)
+
+
+def _solve4_fwd(W, lu, b):
+    x = _lu4_solve(lu, b)
+    return x, (lu, x)
+
+
+def _solve4_bwd(res, x_bar):
+    lu, x = res
+    b_bar = _lu4_solve_transposed(lu, x_bar)
+    W_bar = [[-bi * xj for xj in x] for bi in b_bar]
+    zeros = jax.tree_util.tree_map(lambda v: jnp.zeros_like(v) if jnp.issubdtype(
+        v.dtype, jnp.inexact) else np.zeros(v.shape, jax.dtypes.float0), lu)
+    return W_bar, zeros, b_bar
+
+
+_solve4.defvjp(_solve4_fwd, _solve4_bwd)
+
+
+def _cols(s: CellState):
+    return s.OBp, s.OBa, s.OCa, s.f_bm
 
 
 def _step(state, t, dt, stepper: _Stepper, v_m):
-    """One Rosenbrock step; returns (new state, (n, 4) error estimate or None)."""
-    params, drives_fn, method = stepper
+    """One Rosenbrock step; returns (new state, (n, 4) error estimate or None). The state and the
+    stages are kept as 4 separate (n,) columns (no packing into (n, 4) arrays, whose
+    stacking and slicing cost more than the arithmetic in reverse mode)."""
+    params, drives_fn, method, _ = stepper
     P_OBp = state.P_OBp
     t_mid = t + 0.5 * dt          # drives frozen at mid-step in time (state dependence kept)
 
     def F(y):
-        s = _unpack(y, P_OBp)
-        return _pack(rhs(s, params, drives_fn(t_mid, s, v_m)))
+        s = CellState(*y, P_OBp)
+        return _cols(rhs(s, params, drives_fn(t_mid, s, v_m)))
 
-    y = _pack(state)
-    n = y.shape[0]
-    f0, lin = jax.linearize(F, y)
-    # the elements do not couple: one JVP per state component gives every 4×4 block at once
-    ty = jnp.broadcast_to(jnp.eye(4, dtype=y.dtype)[:, None, :], (4, n, 4))
-    J = jnp.moveaxis(jax.vmap(lin)(ty), 0, -1)          # (n, 4 out, 4 in)
+    y = _cols(state)
+    if stepper.state_drives:
+        f0, lin = jax.linearize(F, y)
+        # the elements do not couple: one JVP per state component gives every 4×4 block at once
+        unit = [tuple(jnp.full_like(y[0], float(i == j)) for j in range(4)) for i in range(4)]
+        cols = [lin(e) for e in unit]                     # cols[j][i] = ∂F_i/∂y_j
+        J = [[cols[j][i] for j in range(4)] for i in range(4)]
+    else:                   # drives fixed over the step: the closed-form Jacobian
+        d = drives_fn(t_mid, state, v_m)
+        f0 = _cols(rhs(state, params, d))
+        J = _jacobian_blocks(state, params, d)
     tab = _TABLEAUS[method]
-    W = jnp.eye(4, dtype=y.dtype) / (tab.gamma * dt) - J
-    lu = _lu4(W)
+    diag = 1.0 / (tab.gamma * dt)
+    W = [[(diag if i == j else 0.0) - J[i][j] for j in range(4)] for i in range(4)]
+    lu = _lu4(jax.lax.stop_gradient(W))
+
+    def combine(base, terms):
+        return tuple(b + sum(c * u[k] for c, u in terms) for k, b in enumerate(base))
+
     U = []
     for i in range(len(tab.m)):
         if any(tab.a[i]):
-            fi = F(y + sum(aij * uj for aij, uj in zip(tab.a[i], U) if aij))
+            fi = F(combine(y, [(aij, uj) for aij, uj in zip(tab.a[i], U) if aij]))
         else:               # first stage, or a_ij all zero: the stage reuses f(y)
             fi = f0
-        rhs_i = fi + sum(cij / dt * uj for cij, uj in zip(tab.c[i], U) if cij)
-        U.append(_lu4_solve(lu, rhs_i))
-    y_new = y + sum(mi * ui for mi, ui in zip(tab.m, U) if mi)
-    err = None if tab.e is None else sum(ei * ui for ei, ui in zip(tab.e, U) if ei)
-    return _unpack(y_new, P_OBp), err
+        rhs_i = combine(fi, [(cij / dt, uj) for cij, uj in zip(tab.c[i], U) if cij])
+        U.append(_solve4(W, lu, rhs_i))
+    y_new = combine(y, [(mi, ui) for mi, ui in zip(tab.m, U) if mi])
+    err = None
+    if tab.e is not None:
+        err = jnp.stack(combine((0.0,) * 4, [(ei, ui) for ei, ui in zip(tab.e, U) if ei]), axis=-1)
+    return CellState(*y_new, P_OBp), err
 
 
 def _check_inputs(params, state, drives, dt, days, save_every):
@@ -586,9 +721,11 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
     from . import mineral as _mineral
 
     fn = drives_fn if drives_fn is not None else (lambda t_, s_, v_: const_drives)
-    stepper = _Stepper(params, fn, method)
     tab = _TABLEAUS[method]
     dtype = state.f_bm.dtype
+    v_probe = None if mineral is None else jnp.zeros_like(state.f_bm)
+    stepper = _Stepper(params, fn, method, _drives_use_state(fn, jnp.asarray(t0, dtype), state,
+                                                             v_probe))
     step_fn = lambda s, t, h, v: _step(s, t, h, stepper, v)
     if checkpoint_steps:
         step_fn = jax.checkpoint(step_fn)
@@ -662,7 +799,8 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
         (s, q, t, h_try, stats), entered = jax.lax.scan(macro_body, (s, q, t, h_try, stats),
                                                         leaving, length=n)
         m = None if q is None else _mineral._join_queue(q, old, entered)
-        return s, m, t, h_try, stats
+        content = None if q is None else q.mineral     # mineral volume per element volume
+        return (s, m, t, h_try, stats), content
 
     def save_body(carry, _):
         # the day queue is put back together every _QUEUE_CHUNK_DAYS (at most the length of the
@@ -672,12 +810,15 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
                  if mineral is not None else save_every)
         full, rest = divmod(save_every, chunk)
         if full:
-            carry, _ = jax.lax.scan(lambda c, _: (run_days(c, chunk), None), carry, None,
-                                    length=full)
+            carry, contents = jax.lax.scan(lambda c, _: run_days(c, chunk), carry, None,
+                                           length=full)
+            content = None if contents is None else contents[-1]
         if rest:
-            carry = run_days(carry, rest)
+            carry, content = run_days(carry, rest)
         s, m, t = carry[:3]
-        vm = None if m is None else _mineral.mean_mineral_content(m, s.f_bm, mineral_params)
+        # the day form's running content (equal to mean_mineral_content of the joined queue to
+        # rounding, without reading the whole queue)
+        vm = None if m is None else content / s.f_bm
         return carry, (t, s, vm)
 
     carry0 = (state, mineral, t0, jnp.asarray(h_max, dtype), jnp.zeros(3, jnp.int32))
@@ -748,8 +889,8 @@ def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn
         if not isinstance(mineral, _mineral.MineralState):
             raise TypeError(f"mineral must be a MineralState (mineral.init_mineral); got "
                             f"{type(mineral).__name__}")
-        if mineral.queue.shape[0] != state.n_elements:
-            raise CellModelError(f"mineral queue has {mineral.queue.shape[0]} elements but the "
+        if mineral.bins.shape[1] != state.n_elements:
+            raise CellModelError(f"mineral queue has {mineral.bins.shape[1]} elements but the "
                                  f"state has {state.n_elements}")
     if rtol is not None:
         if _TABLEAUS[method].e is None:

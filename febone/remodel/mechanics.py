@@ -34,9 +34,10 @@ from ..mesh.mesh import Mesh
 from ..mesh.nodesets import node_set
 from ..solve.linear import solve
 from ..solve.pcg import PCG
+from ..solve.relay import solve_relayed
 
 __all__ = ["HabitualLoad", "MechanicalStimulus", "DEFAULT_HABITUAL", "build_stimulus",
-           "habitual_sed", "lazy_zone"]
+           "habitual_sed", "habitual_sed_relayed", "lazy_zone"]
 
 log = logging.getLogger(__name__)
 
@@ -225,20 +226,44 @@ def habitual_sed(stim: MechanicalStimulus, E, nu, u_prev):
         u the new unit-displacement solutions (tuple); forces (n_cases,) reaction of each case at
         unit displacement, N/mm (its stiffness); ok: bool scalar, every solve converged.
     """
-    mat = LinearElastic(E, jnp.asarray(nu, E.dtype))
-    psi = jnp.zeros_like(E)
-    us, forces, ok = [], [], jnp.asarray(True)
-    for c, u0 in zip(stim.cases, u_prev):
+    def solve_case(c, mat, u0, _):
         sol = solve(c.model, mat, c.bcs, solver=stim.solver, preconditioner=c.preconditioner,
                     u0=u0, throw=False, check_supports=False)
-        reactions = reaction_forces(c.model, mat, c.bcs, sol.u)
+        return sol.u, sol.stats.converged, None
+
+    return _habitual(stim, E, nu, u_prev, (None,) * len(stim.cases), solve_case)[:4]
+
+
+def habitual_sed_relayed(stim: MechanicalStimulus, E, nu, u_prev, relay):
+    """:func:`habitual_sed` whose reverse pass warm-starts each adjoint solve from the next
+    time step's (:func:`febone.solve.relay.solve_relayed`): carry ``relay`` (one (n_nodes, 3)
+    array per case, zeros at the start) from step to step. Reverse mode only.
+
+    Returns:
+        ``(psi, u, forces, ok, relay)``.
+    """
+    def solve_case(c, mat, u0, r):
+        return solve_relayed(c.model, mat, c.bcs, u0, r, solver=stim.solver,
+                             preconditioner=c.preconditioner)
+
+    return _habitual(stim, E, nu, u_prev, relay, solve_case)
+
+
+def _habitual(stim, E, nu, u_prev, relay, solve_case):
+    mat = LinearElastic(E, jnp.asarray(nu, E.dtype))
+    psi = jnp.zeros_like(E)
+    us, forces, relays, ok = [], [], [], jnp.asarray(True)
+    for c, u0, r in zip(stim.cases, u_prev, relay):
+        u, converged, r = solve_case(c, mat, u0, r)
+        reactions = reaction_forces(c.model, mat, c.bcs, u)
         k = c.sign * reactions[c.loaded, c.axis].sum()          # N per mm of displacement
         scale = c.force_N / k
-        sed = element_fields(c.model, mat, sol.u).sed
+        sed = element_fields(c.model, mat, u).sed
         psi = psi + c.weight * scale ** 2 * (sed / E if stim.quantity == "strain" else sed)
-        us.append(sol.u)
+        us.append(u)
         forces.append(k)
-        ok = ok & sol.stats.converged & (k > 0)
+        relays.append(r)
+        ok = ok & converged & (k > 0)
     if stim.smooth_nodes is not None:
         psi = _smooth(stim, psi)
-    return psi, tuple(us), jnp.stack(forces), ok
+    return psi, tuple(us), jnp.stack(forces), ok, tuple(relays)

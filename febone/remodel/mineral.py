@@ -13,7 +13,7 @@ Derived tissue properties (Martínez-Reina 2019 after Hernandez 2001):
 ash fraction α = ρ_m v_m / (ρ_m v_m + ρ_o v_o); tissue density ρ_t = 1 + (ρ_m − 1) v_m +
 (ρ_o − 1) v_o g/cm³; apparent density ρ_app = ρ_t·f_bm; E = 84.37·f_bm^2.58·α^2.74 GPa.
 
-Memory: the queue is (n_elements, queue_days) floats (1000 days: 8 kB per element in float64);
+Memory: the queue is (queue_days, n_elements) floats (1000 days: 8 kB per element in float64);
 shorten ``MineralParameters.queue_days`` for large meshes (bone older than the queue counts as
 fully mineralised).
 """
@@ -36,14 +36,20 @@ class MineralState:
     """Age queue of bone volume.
 
     Attributes:
-        queue: (n_elements, queue_days) BV/TV fraction of bone by age in days (bin j: age j days;
-            the last bin: all older bone).
+        bins: (queue_days, n_elements) BV/TV fraction of bone by age in days (row j: age j days;
+            the last row: all older bone). Age-major, so that the daily update and the chunked
+            day form (:func:`_split_queue`) read and write contiguous rows.
     """
 
-    queue: jax.Array
+    bins: jax.Array
+
+    @property
+    def queue(self) -> jax.Array:
+        """(n_elements, queue_days) view of :attr:`bins`, element-major."""
+        return self.bins.T
 
 
-jax.tree_util.register_dataclass(MineralState, data_fields=["queue"], meta_fields=[])
+jax.tree_util.register_dataclass(MineralState, data_fields=["bins"], meta_fields=[])
 
 
 def _check_queue(params: MineralParameters) -> None:
@@ -99,12 +105,27 @@ def init_mineral(state, cell_params: CellParameters,
     L, lag = params.queue_days, params.lag_days
     phi, r = _rates(state, cell_params)
     f = state.f_bm
-    age = jnp.arange(L - 1, dtype=f.dtype)
-    keep = (1.0 - r / f)[:, None]
-    q = phi[:, None] * jnp.where(age <= lag, 1.0, keep ** jnp.maximum(age - lag, 0.0))
-    last = f + phi - r - q.sum(axis=1)
+    keep = 1.0 - r / f
+    q = phi[None, :] * jnp.concatenate([jnp.ones((lag, f.shape[0]), f.dtype),
+                                        _powers(keep, L - 1 - lag)])
+    last = f + phi - r - q.sum(axis=0)
     last = jnp.where(last < 1e-13, 0.0, last)
-    return MineralState(jnp.concatenate([q, last[:, None]], axis=1))
+    return MineralState(jnp.concatenate([q, last[None, :]], axis=0))
+
+
+def _powers(x, n: int, block: int = 32):
+    """(n, len(x)) powers x⁰ … xⁿ⁻¹ by products only: x^(block·m + i) = (x^block)^m · x^i, each
+    factor a chain of at most ``block`` products (relative error ~1e-14; ``x ** k`` evaluates a
+    log and an exp per entry, forward and in reverse mode)."""
+    low = [jnp.ones_like(x)]
+    for _ in range(block - 1):
+        low.append(low[-1] * x)
+    step = low[-1] * x
+    high = [jnp.ones_like(x)]
+    for _ in range(-(-n // block) - 1):
+        high.append(high[-1] * step)
+    out = jnp.stack(high)[:, None, :] * jnp.stack(low)[None, :, :]
+    return out.reshape(-1, x.shape[0])[:n]
 
 
 def update_mineral(mineral: MineralState, state, cell_params: CellParameters,
@@ -112,15 +133,15 @@ def update_mineral(mineral: MineralState, state, cell_params: CellParameters,
     """Advance the queue by one day with the end-of-day cells and BV/TV of ``state``."""
     _check_queue(params)
     L, lag = params.queue_days, params.lag_days
-    q = mineral.queue
+    q = mineral.bins
     phi, r = _rates(state, cell_params)
     f = state.f_bm
-    young = q[:, :lag]                                          # ages 0..lag−1 → 1..lag, kept
-    old = q[:, lag:L - 2] * (1.0 - r / f)[:, None]               # ages lag.. → lag+1..L−2
-    body = jnp.concatenate([phi[:, None], young, old], axis=1)
-    last = f + phi - r - body.sum(axis=1)
+    young = q[:lag]                                             # ages 0..lag−1 → 1..lag, kept
+    old = q[lag:L - 2] * (1.0 - r / f)[None, :]                 # ages lag.. → lag+1..L−2
+    body = jnp.concatenate([phi[None, :], young, old], axis=0)
+    last = f + phi - r - body.sum(axis=0)
     last = jnp.where(last < 1e-13, 0.0, last)
-    return MineralState(jnp.concatenate([body, last[:, None]], axis=1))
+    return MineralState(jnp.concatenate([body, last[None, :]], axis=0))
 
 
 def _young_bins(params: MineralParameters) -> int:
@@ -176,13 +197,13 @@ def _secondary_offset(params: MineralParameters, K: int):
 def _split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
     """(day form, old bins (L − K − 1, n) by age K..L−2, (n_days, n) bins that leave the explicit
     part on the next n_days updates, the oldest first) at the start of a run of n_days."""
-    q = mineral.queue.T
+    q = mineral.bins
     K = _young_bins(params)
     old = q[K:-1]
     if not 0 < n_days <= old.shape[0]:
         raise ValueError(f"a day-queue run covers 1..{old.shape[0]} days; got {n_days}")
     decay = jnp.exp(-params.rate * jnp.arange(old.shape[0], dtype=q.dtype))
-    content = q.T @ _bin_mineral(params, q.dtype)
+    content = _bin_mineral(params, q.dtype) @ q
     dq = _DayQueue(q[:K], old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1], content)
     return dq, old, old[::-1][:n_days]
 
@@ -192,7 +213,7 @@ def _join_queue(dq: _DayQueue, old, entered) -> MineralState:
     (n_days, n) the stored bins the days emitted (the first day's first)."""
     n = entered.shape[0]
     aged = jnp.concatenate([entered[::-1], old[:old.shape[0] - n]]) * dq.scale[None, :]
-    return MineralState(jnp.concatenate([dq.young, aged, dq.last[None, :]], axis=0).T)
+    return MineralState(jnp.concatenate([dq.young, aged, dq.last[None, :]], axis=0))
 
 
 def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameters,
@@ -222,7 +243,7 @@ def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameter
 def mean_mineral_content(mineral: MineralState, f_bm,
                          params: MineralParameters = MINERAL_MARTINEZ_REINA_2019):
     """Mean mineral volume fraction of the bone matrix, (n_elements,): Σ q_j v_m(j) / f_bm."""
-    return mineral.queue @ _bin_mineral(params, mineral.queue.dtype) / f_bm
+    return _bin_mineral(params, mineral.bins.dtype) @ mineral.bins / f_bm
 
 
 def ash_fraction(v_m, params: MineralParameters = MINERAL_MARTINEZ_REINA_2019):

@@ -141,7 +141,7 @@ class BoneState:
 
     Attributes:
         cells: :class:`CellState`, fields (n_elements,).
-        mineral: :class:`MineralState` ((n_elements, queue_days)) or ``None``.
+        mineral: :class:`MineralState` ((queue_days, n_elements) bins) or ``None``.
         u: tuple of (n_nodes, 3) unit-load displacements of the habitual cases (warm starts), mm.
     """
 

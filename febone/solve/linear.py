@@ -27,9 +27,12 @@ def _is_traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for t in trees for leaf in jax.tree_util.tree_leaves(t))
 
 
-@partial(jax.jit, static_argnames=("solver", "throw"))
-def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, u0,
-                    preconditioner, solver: PCG, throw: bool):
+def _posed(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, preconditioner,
+           solver: PCG):
+    """The constrained system on the free dofs (traceable): ``(operator, rhs, precondition,
+    u_d, free)`` with operator x -> K_ff x (identity on fixed dofs), rhs = f − K u_d (zero on
+    fixed dofs), precondition r -> M⁻¹ r, u_d the prescribed displacements (n_nodes, 3) mm and
+    free the (n_nodes, 3) bool mask."""
     E, nu = material.E, material.nu
     fixed = jnp.asarray(bcs.fixed)
     free = ~fixed
@@ -54,7 +57,13 @@ def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryCondit
     else:
         def precondition(r):
             return r
+    return operator, rhs, precondition, u_d, free
 
+
+@partial(jax.jit, static_argnames=("solver", "throw"))
+def _solve_compiled(model: FEModel, material: LinearElastic, bcs: BoundaryConditions, u0,
+                    preconditioner, solver: PCG, throw: bool):
+    operator, rhs, precondition, u_d, free = _posed(model, material, bcs, preconditioner, solver)
     x0 = jax.lax.stop_gradient(jnp.where(free, u0 - u_d, 0.0))
 
     def cg(matvec, b):

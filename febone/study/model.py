@@ -13,8 +13,8 @@ whole run:
 
 Reverse-mode memory is bounded by checkpointing: by default every mechanical step is
 ``jax.checkpoint``-ed (``block=1``), so the reverse pass stores one carry per step (cells
-5 × n_elements, the mineral queue n_elements × queue_days, one (n_nodes, 3) displacement per
-habitual case) plus the working set of one step (its days of cell-model inputs; each Rosenbrock
+5 × n_elements, the mineral queue queue_days × n_elements, per habitual case one (n_nodes, 3)
+displacement and one relayed adjoint, :mod:`febone.solve.relay`) plus the working set of one step (its days of cell-model inputs; each Rosenbrock
 step is checkpointed too, ``cell_checkpoint``), instead of every intermediate of every step.
 For long runs ``block=None`` groups the steps in checkpointed blocks of ⌈√n_steps⌉ (two levels:
 (n_blocks + block) carries, one more forward recomputation). A step's FE solutions are saved (a
@@ -45,7 +45,7 @@ from ..remodel.cells import Drives, simulate, steady_state
 from ..remodel.coupling import CouplingParameters, daily_inputs
 from ..remodel.fe_calibration import FE_COUPLING
 from ..remodel.hormones import hormone_series
-from ..remodel.mechanics import build_stimulus, habitual_sed, lazy_zone
+from ..remodel.mechanics import build_stimulus, habitual_sed, habitual_sed_relayed, lazy_zone
 from ..remodel.mineral import init_mineral, mean_mineral_content, tissue_density
 from ..remodel.parameters import MINERAL_MARTINEZ_REINA_2019
 from ..remodel.patient import Patient
@@ -83,6 +83,9 @@ class StudySettings:
             working set of one step keeps each day's input state instead of its Rosenbrock
             residuals (~250 floats per element and day); on the coarse femur recomputing them
             is faster than storing them (benchmarks/RESULTS_study.md).
+        relay_adjoints: in reverse mode, start each step's adjoint FE solves from the next
+            step's adjoints (:mod:`febone.solve.relay`) instead of from zero: the same gradient
+            in fewer CG iterations. Forward mode (``jax.jvp``) needs False.
         strength_case: load case of the fracture-load and stiffness outcomes (default
             ``sideways-fall``: hip fracture in a fall).
         critical_strain, fraction: Pistoia criterion (effective strain 0.7 %, 2 % of the tissue).
@@ -98,6 +101,7 @@ class StudySettings:
     cell_dt: float = 1.0
     cell_method: str = "rodas3"
     cell_checkpoint: bool = True
+    relay_adjoints: bool = True
     strength_case: str = "sideways-fall"
     critical_strain: float = 0.007
     fraction: float = 0.02
@@ -297,13 +301,18 @@ def _modulus(rho, law):
     return a * jnp.maximum(rho, rho_min) ** b
 
 
-def _apparent(cells, mineral, mp):
-    """(ρ_app g/cm³, mineral volume per element volume) of every element."""
+def _apparent(cells, v_m, mp):
+    """(ρ_app g/cm³, mineral volume per element volume) of every element, from the cells and
+    the mean mineral content v_m (None without mineralisation)."""
     f = cells.f_bm
     if mp is None:
         return float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max)) * f, f
-    v_m = mean_mineral_content(mineral, f, mp)
     return tissue_density(v_m, mp) * f, v_m * f
+
+
+def _content(cells, mineral, mp):
+    """Mean mineral content (n_elements,) of a queue, or None without mineralisation."""
+    return None if mp is None else mean_mineral_content(mineral, cells.f_bm, mp)
 
 
 def _initial_state(params, mp, baseline: Drives, rho0):
@@ -380,7 +389,8 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     baseline = replace(jax.tree_util.tree_map(lambda a: a[0], table), psi_ratio=1.0)
     cp, mp = r.cell_params, r.mineral_params
     cells0, mineral0 = _initial_state(cp, mp, baseline, r.rho0)
-    rho, mvol0 = _apparent(cells0, mineral0, mp)
+    v_m0 = _content(cells0, mineral0, mp)
+    rho, mvol0 = _apparent(cells0, v_m0, mp)
     nu = s.nu
     u_zero = tuple(jnp.zeros((c.model.n_nodes, 3), dtype)
                    for c in study.stim.cases)
@@ -404,10 +414,14 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
                    checkpoint_steps=st.cell_checkpoint)
 
     def mech_step(carry, x):
-        cells, mineral, u, ok = carry
+        cells, mineral, v_m, u, relay, ok = carry
         dtab, lf_k, k = x
-        rho, _ = _apparent(cells, mineral, mp)
-        psi, u_new, _, ok_k = habitual_sed(study.stim, _modulus(rho, r.law), nu, u)
+        rho, _ = _apparent(cells, v_m, mp)
+        E_k = _modulus(rho, r.law)
+        if st.relay_adjoints:
+            psi, u_new, _, ok_k, relay = habitual_sed_relayed(study.stim, E_k, nu, u, relay)
+        else:
+            psi, u_new, _, ok_k = habitual_sed(study.stim, E_k, nu, u)
         ratio = psi / psi0
         t0 = (k * step_days).astype(dtype)
 
@@ -420,8 +434,9 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
         traj = simulate(cp, cells, drives_fn, days=step_days, t0=t0, save_every=step_days,
                         **cell_kw, **kw)
         cells_new, mineral_new = traj.final, traj.mineral
-        _, mvol = _apparent(cells_new, mineral_new, mp)
-        return (cells_new, mineral_new, u_new, ok & ok_k), bmd_change(mvol)
+        v_m_new = None if mp is None else traj.v_m[-1]
+        _, mvol = _apparent(cells_new, v_m_new, mp)
+        return (cells_new, mineral_new, v_m_new, u_new, relay, ok & ok_k), bmd_change(mvol)
 
     step_ckpt = jax.checkpoint(mech_step, policy=_save_solves) if st.checkpoint else mech_step
     block = _block_size(n_steps, st.block)
@@ -450,10 +465,11 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     if st.checkpoint and block > 1:
         block_fn = jax.checkpoint(block_fn)
 
-    carry0 = (cells0, mineral0, u0, ok0 & ok_s0)
-    (cells, mineral, u, ok), traj = jax.lax.scan(block_fn, carry0, xs)
+    relay0 = tuple(jnp.zeros_like(a) for a in u0)
+    carry0 = (cells0, mineral0, v_m0, u0, relay0, ok0 & ok_s0)
+    (cells, mineral, v_m, u, _, ok), traj = jax.lax.scan(block_fn, carry0, xs)
     traj = traj.reshape((n_blocks * block, -1))[:n_steps]
-    rho, mvol = _apparent(cells, mineral, mp)
+    rho, mvol = _apparent(cells, v_m, mp)
     load, stiffness, ok_s = _strength_outcome(study, _modulus(rho, r.law), nu)
     f_mean = jnp.sum(vol * cells.f_bm) / jnp.sum(vol)
     return Outcomes(load, stiffness, bmd_change(mvol), traj, 100.0 * (f_mean / f_mean0 - 1.0),
