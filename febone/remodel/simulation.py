@@ -516,9 +516,13 @@ def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
         if str(z["fingerprint"]) != fingerprint:
             raise ValueError(f"{path} belongs to a different run (bone, inputs, settings or "
                              f"duration changed); delete it or use another --out folder")
-        treedef = jax.tree_util.tree_structure(template)
-        n = treedef.num_leaves
-        state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(z[f"leaf{i}"]) for i in range(n)])
+        template_leaves, treedef = jax.tree_util.tree_flatten(template)
+        leaves = [z[f"leaf{i}"] if f"leaf{i}" in z.files else None
+                  for i in range(len(template_leaves))]
+        if any(a is None or a.shape != jnp.shape(t) for a, t in zip(leaves, template_leaves)):
+            raise ValueError(f"{path} holds a state of another layout (written by another febone "
+                             f"version); delete it, or use another --out folder, to start afresh")
+        state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in leaves])
         series = {k[len("series_"):]: list(z[k]) for k in z.files if k.startswith("series_")}
         warm = {k[len("warm_"):]: jnp.asarray(z[k]) for k in z.files if k.startswith("warm_")}
         return state, int(z["step"]), json.loads(str(z["records"])), series, warm
