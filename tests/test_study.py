@@ -209,8 +209,9 @@ def test_gradient_memory_grows_by_one_carry_per_step():
     m2, _ = temp_bytes(2 * n)
     n_el, n_nodes = st.rho0.shape[0], st.stim.cases[0].model.n_nodes
     queue = st.settings.remodel.mineral_params.queue_days
-    # float64 bytes: cells, queue, warm-start displacement and relayed adjoint
-    carry = 8 * (5 * n_el + n_el * queue + 6 * n_nodes)
+    # float64 bytes: cells, mean mineral content, queue, warm-start displacement and relayed
+    # adjoint
+    carry = 8 * (6 * n_el + n_el * queue + 6 * n_nodes)
     per_step = (m2 - m1) / n
     # a saved carry per step, plus the per-step inputs (10 days of 13 drives and the load
     # factor) and bookkeeping: within 1.5 carries
