@@ -24,7 +24,8 @@ denosumab concentration and the strain-energy ratio Ψ/Ψ̆). Mechanical feedbac
 
 Integration: linearly implicit Rosenbrock methods (default RODAS3: order 3, L-stable, stiffly
 accurate, Sandu et al. 1997; also ROS2 and linearly implicit Euler) with the per-element 4×4
-Jacobian from four batched JVPs (the elements do not couple), so a 1-day step is stable although
+Jacobian in closed form (:func:`rhs_jacobian`; from four batched JVPs when the drives depend on
+the state; the elements do not couple), so a 1-day step is stable although
 A_OCa ≈ 5.6/day. By default each day is crossed by adaptive sub-steps (embedded error estimate,
 rtol 1e-4, largest step ``dt``) so that abrupt inputs (a 25-fold RANKL jump, a denosumab dose)
 are followed accurately; ``rtol=None`` gives fixed steps. Within a step the drives are evaluated
