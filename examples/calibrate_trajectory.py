@@ -22,6 +22,7 @@ BAND_PCT_PER_YEAR = 1.0
 
 def main(small: bool = False, out=None, steps: int | None = None):
     import febone as fb
+    from febone.bones import bundled_path
     from febone.remodel.patient import Patient
     from febone.remodel.simulation import RemodelSettings
     from febone.remodel.mechanics import HabitualLoad
@@ -34,7 +35,7 @@ def main(small: bool = False, out=None, steps: int | None = None):
         study = specimen_study(woman, years=0.5)
         region, times, steps = "all", np.array([0.25, study.years]), steps or 6
     else:
-        mesh = fb.read_mesh(fb.bones.bundled_path("vertebra_coarse_hex8"))
+        mesh = fb.read_mesh(bundled_path("vertebra_coarse_hex8"))
         rs = RemodelSettings(habitual=(HabitualLoad("vertebral-compression", 1.0, 1.0),),
                              law="morgan-vertebra")
         study = build_study(mesh, woman, years=2.0,
@@ -61,4 +62,9 @@ if __name__ == "__main__":
     ap.add_argument("--small", action="store_true")
     a = ap.parse_args()
     jax.config.update("jax_enable_x64", True)
+    import logging
+
+    # progress: one line per Adam step (loss and parameter values) from febone.study.calibrate
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("febone.study.calibrate").setLevel(logging.INFO)
     main(small=a.small)
