@@ -168,6 +168,21 @@ def test_relayed_adjoints_give_the_same_gradient(one_step):
         assert abs(float(g1[n])) > 1e-6 * float(v1)
 
 
+def test_forward_mode_without_the_relay_equals_reverse_mode(one_step):
+    """jax.jvp through a run (StudySettings(relay_adjoints=False): the relayed adjoint solves
+    are reverse-mode only) equals the reverse-mode gradient, to round-off of the solves."""
+    from febone.study.model import forward
+
+    off = replace(one_step, settings=replace(one_step.settings, relay_adjoints=False))
+    f = lambda s, x: forward(s, {"density_scale": x, "exercise": 0.1}).fracture_load
+    _, tangent = jax.jvp(lambda x: f(off, x), (1.0,), (1.0,))
+    grad = jax.grad(lambda x: f(one_step, x))(1.0)
+    np.testing.assert_allclose(float(tangent), float(grad), rtol=1e-8)
+    assert abs(float(grad)) > 0
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda x: f(one_step, x), (1.0,), (1.0,))
+
+
 @pytest.mark.slow
 def test_multi_year_run_gradients():
     """Two years in ten 73-day steps (two-level checkpoints: blocks of 4 with two padding
