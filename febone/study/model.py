@@ -1,8 +1,8 @@
 """A pure, differentiable forward model of an FE-coupled remodelling run.
 
 :func:`forward` is the FE-coupled loop of :func:`febone.remodel.remodel` written as one traced
-function of a parameter dictionary, so ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` apply to a
-whole run:
+function of a parameter dictionary, so ``jax.grad``, ``jax.vmap`` and ``jax.jvp`` (with
+``StudySettings(relay_adjoints=False)``) apply to a whole run:
 
     parameters ─> hormone_series ─> daily_inputs ─> steady start (implicit derivative)
               ─> lax.scan over mechanical steps of ``step_days`` days:
