@@ -1,7 +1,7 @@
 """Relayed adjoint warm starts (febone.solve.relay): the gradient of a time loop of solves
 whose adjoints start from the next step's equals the gradient through ordinary solves (the
 implicit derivative w.r.t. moduli, Poisson's ratio, forces and prescribed displacements), and
-the relayed cotangent is that adjoint (it lowers the iteration count of the next solve).
+the relayed cotangent is that adjoint (the next solve's starting guess).
 
 Tolerances: every solve runs to CG rtol 1e-12, so the two gradients agree to ~1e-10 relative."""
 import jax

@@ -153,10 +153,11 @@ def test_bad_inputs(one_step):
         build_study(_specimen(), WOMAN, AI, years=0.0, settings=_settings())
 
 
-def test_relayed_adjoints_give_the_same_gradient(one_step):
+def test_relayed_adjoints_give_the_same_gradient():
     """Three monthly steps with the adjoint FE solves warm-started from the next step's (the
-    default) and from zero: the same gradient to the CG tolerance (rtol 1e-8 on both solves of
-    every step, so ~1e-8 relative), in fewer adjoint iterations."""
+    default) and from zero: the same value, and the same gradient to 1e-6 relative (both solves
+    of every step stop at CG rtol 1e-8; the outcome amplifies that residual through three steps
+    of the cell model). The iteration counts are measured in benchmarks/RESULTS_study.md."""
     study = build_study(_specimen(), WOMAN, AI, years=90 / 365.25, settings=_settings())
     cold = replace(study, settings=replace(study.settings, relay_adjoints=False))
     p = {"dose:anastrozole": 1.0, "exercise": 0.1, "law:b": 1.56}

@@ -494,7 +494,7 @@ class _Stepper(NamedTuple):
     params: CellParameters
     drives_fn: DrivesFn
     method: str
-    state_drives: bool = True     # the drives depend on the state: JVP-built Jacobian
+    state_drives: bool            # the drives depend on the state: JVP-built Jacobian
 
 
 def _drives_use_state(drives_fn, t, state: CellState, v_m) -> bool:

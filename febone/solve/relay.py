@@ -29,7 +29,7 @@ from ..fe.bc import BoundaryConditions
 from ..fe.elasticity import internal_force
 from ..fe.model import FEModel
 from ..material.elastic import LinearElastic
-from .linear import _posed
+from .linear import _posed, _solve_compiled
 from .pcg import PCG, pcg
 
 __all__ = ["solve_relayed"]
@@ -49,8 +49,6 @@ def solve_relayed(model: FEModel, material: LinearElastic, bcs: BoundaryConditio
         ``(u, converged, relay)``: u (n_nodes, 3) mm; converged a bool scalar; relay the input
         array. A non-converged adjoint makes the gradient NaN.
     """
-    from .linear import _solve_compiled
-
     # the forward solve is an ordinary (custom_linear_solve) solve outside the custom VJP, so
     # that jax.checkpoint keeps its answer instead of recomputing it in the reverse pass
     u, info = _solve_compiled(model, jax.lax.stop_gradient(material), bcs, u0, preconditioner,

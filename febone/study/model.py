@@ -13,9 +13,10 @@ function of a parameter dictionary, so ``jax.grad``, ``jax.vmap`` and ``jax.jvp`
 
 Reverse-mode memory is bounded by checkpointing: by default every mechanical step is
 ``jax.checkpoint``-ed (``block=1``), so the reverse pass stores one carry per step (cells
-5 × n_elements, the mineral queue queue_days × n_elements, per habitual case one (n_nodes, 3)
-displacement and one relayed adjoint, :mod:`febone.solve.relay`) plus the working set of one step (its days of cell-model inputs; each Rosenbrock
-step is checkpointed too, ``cell_checkpoint``), instead of every intermediate of every step.
+5 × n_elements and their mean mineral content, the mineral queue queue_days × n_elements, per
+habitual case one (n_nodes, 3) displacement and one relayed adjoint, :mod:`febone.solve.relay`)
+plus the working set of one step (its days of cell-model inputs; each Rosenbrock step is
+checkpointed too, ``cell_checkpoint``), instead of every intermediate of every step.
 For long runs ``block=None`` groups the steps in checkpointed blocks of ⌈√n_steps⌉ (two levels:
 (n_blocks + block) carries, one more forward recomputation). A step's FE solutions are saved (a
 checkpoint policy on ``custom_linear_solve``), so the recomputation of the reverse pass does not
