@@ -173,10 +173,12 @@ def chebyshev_upper_bound(voxel_size, nu, jacobi: str = "point"):
     if jacobi == "point":
         d = 1.0 / jnp.sqrt(jnp.diagonal(ke))
         return jnp.linalg.eigvalsh(d[:, None] * ke * d[None, :]).max()
-    blocks = jnp.stack([ke[3 * a:3 * a + 3, 3 * a:3 * a + 3] for a in range(8)])
-    Linv = jnp.linalg.inv(jnp.linalg.cholesky(blocks))
-    W = jax.scipy.linalg.block_diag(*[Linv[a] for a in range(8)])
-    return jnp.linalg.eigvalsh(W @ ke @ W.T).max()
+    # batched over the 8 corners (few compiled kernels): eigenvalues of W Ke Wᵀ with
+    # W = blockdiag(L_a⁻¹), L_a L_aᵀ the corner blocks of De
+    k4 = ke.reshape(8, 3, 8, 3)
+    Linv = jnp.linalg.inv(jnp.linalg.cholesky(jnp.einsum("aiaj->aij", k4)))
+    return jnp.linalg.eigvalsh(jnp.einsum("aik,akbl,bjl->aibj", Linv, k4, Linv)
+                               .reshape(24, 24)).max()
 
 
 def apply_inverse_diagonal(inv: jax.Array, r: jax.Array) -> jax.Array:
@@ -258,6 +260,20 @@ def restrict(fine: VoxelLevel, coarse: VoxelLevel, r: jax.Array) -> jax.Array:
     return _to_compact(coarse, d)
 
 
+def _reaches_fixed(fine: VoxelLevel, coarse: VoxelLevel, fixed: jax.Array) -> jax.Array:
+    """(n_coarse, 3) bool: coarse dofs that interpolate to a fixed fine dof, i.e. where
+    ``restrict(fixed) > 0``: a max over each coarse node's support (fine nodes 2c − 1 …
+    2c + 1 along every axis), one window reduction on the dense grid.
+
+    Args:
+        fixed: (n_fine, 3) bool, fixed fine dofs.
+    """
+    d = _to_dense(fine, fixed.astype(jnp.float32))
+    pads = [(1, 2 * nc - n) for n, nc in zip(fine.node_shape, coarse.node_shape)] + [(0, 0)]
+    hit = lax.reduce_window(d, np.float32(0.0), lax.max, (3, 3, 3, 1), (2, 2, 2, 1), pads)
+    return _to_compact(coarse, hit) > 0
+
+
 def _scatter(level: VoxelLevel, fe: jax.Array) -> jax.Array:
     """(n_voxels, 24) element vectors -> (n_nodes, 3), summed over shared nodes."""
     return scatter_corners(level, fe)
@@ -293,24 +309,25 @@ def _element_diagonal(form: str, Ke, E):
     return jnp.diagonal(Ke, axis1=1, axis2=2)
 
 
-def _element_block(form: str, Ke, E, a: int):
-    """(n_voxels, 3, 3) diagonal block of corner ``a`` (grid order) of a level's element
-    matrices."""
-    sl = slice(3 * a, 3 * a + 3)
+def _block_columns(form: str, Ke, E, j: int):
+    """(n_voxels, 24): column ``j`` of each corner's nodal 3×3 diagonal block of a level's
+    element matrices, entry 3·a + i = block_a[i, j] (corner a in grid order)."""
+    rows = np.arange(24)
+    cols = 3 * (rows // 3) + j
     if form == "scaled":
-        return E[:, None, None] * Ke[None, sl, sl]
+        return E[:, None] * Ke[rows, cols][None, :]
     if form == "children":
-        return (E @ Ke[:, sl, sl].reshape(8, 9)).reshape(-1, 3, 3)
-    return Ke[:, sl, sl]
+        return E @ Ke[:, rows, cols]
+    return Ke[:, rows, cols]
 
 
 def _block_inverse(level: VoxelLevel, form: str, Ke, E, free) -> jax.Array:
     """(n_nodes, 3, 3) inverses of the assembled nodal 3×3 diagonal blocks, restricted to
-    the free dofs (identity on fixed ones); assembled corner by corner (small temporaries)."""
-    nodes = corner_nodes(level)
-    B = jnp.zeros((level.n_nodes, 3, 3), free.dtype)
-    for a in range(8):
-        B = B.at[nodes[:, a]].add(_element_block(form, Ke, E, a).astype(free.dtype))
+    the free dofs (identity on fixed ones). Assembled one block column at a time with the
+    operator's corner scatter: three scatters per level, so few compiled kernels, and
+    (n_voxels, 24) temporaries."""
+    B = jnp.stack([scatter_corners(level, _block_columns(form, Ke, E, j).astype(free.dtype))
+                   for j in range(3)], axis=-1)  # B[n, i, j]
     mask = free[:, :, None] * free[:, None, :]
     B = B * mask + jnp.eye(3, dtype=B.dtype)[None] * (1.0 - free)[:, None, :]
     return _inverse3(B)
@@ -346,11 +363,13 @@ def _galerkin_matrices(level: VoxelLevel, prev_form: str, prev_Ke, prev_E, P) ->
         return (E64 @ M.astype(E64.dtype)).reshape(n, 24, 24)
     child = _element_matrices(prev_form, prev_Ke, prev_E)
     child = jnp.concatenate([child, jnp.zeros((1, 24, 24), child.dtype)])
-    out = jnp.zeros((n, 24, 24), child.dtype)
-    for c in range(8):
-        Pc = P[c].astype(child.dtype)
-        out = out + jnp.einsum("ai,eab,bj->eij", Pc, child[level.children[:, c]], Pc)
-    return out
+    P = P.astype(child.dtype)
+
+    def add_child(c, out):  # a loop, not 8 unrolled copies: 8× fewer compiled kernels
+        Pc = lax.dynamic_index_in_dim(P, c, keepdims=False)
+        rows = lax.dynamic_index_in_dim(level.children, c, axis=1, keepdims=False)
+        return out + jnp.einsum("ai,eab,bj->eij", Pc, child[rows], Pc)
+    return lax.fori_loop(0, 8, add_child, jnp.zeros((n, 24, 24), child.dtype))
 
 
 def _coarse_matrix(level: VoxelLevel, Kel, free) -> jax.Array:
@@ -432,8 +451,7 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
             Es.append(jnp.zeros((0,), dtype))
     free = [jnp.where(fixed, 0.0, 1.0).astype(dtype)]
     for fine, coarse in zip(levels[:-1], levels[1:]):
-        touched = restrict(fine, coarse, 1.0 - free[-1])  # > 0 where a fixed fine dof is reached
-        free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype))
+        free.append(jnp.where(_reaches_fixed(fine, coarse, free[-1] == 0), 0.0, 1.0).astype(dtype))
     inv_diag, upper = [], []
     rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi).astype(dtype)
     for l, lev in enumerate(levels):

@@ -131,20 +131,23 @@ def _chunked(level: VoxelLevel, E: jax.Array, u: jax.Array, element_forces):
         return scatter_corners(level, element_forces(gather_corners(level, u, starts),
                                                      E.astype(dtype)), starts)
     n_chunks = -(-n // CHUNK)
-    pad = n_chunks * CHUNK - n
     Ny, Nx = level.node_shape[1], level.node_shape[2]
     off = jnp.asarray([(cz * Ny + cy) * Nx for cz in (0, 1) for cy in (0, 1)], jnp.int32)
-    base = jnp.concatenate([level.vox_base, jnp.full((pad,), level.vox_base[0], jnp.int32)])
-    Ep = jnp.concatenate([E.astype(dtype), jnp.zeros((pad,) + E.shape[1:], dtype)])
+    E = E.astype(dtype)
     uf = u.reshape(-1)
 
     def body(c, out):
-        b = lax.dynamic_slice_in_dim(base, c * CHUNK, CHUNK)
-        e = lax.dynamic_slice_in_dim(Ep, c * CHUNK, CHUNK)
+        # the last chunk is shifted back to end at voxel n; the voxels it shares with the
+        # previous chunk get zero moduli (zero forces), so nothing is padded or copied
+        start = jnp.minimum(c * CHUNK, n - CHUNK)
+        b = lax.dynamic_slice_in_dim(level.vox_base, start, CHUNK)
+        e = lax.dynamic_slice_in_dim(E, start, CHUNK)
+        new = (start + jnp.arange(CHUNK)) >= c * CHUNK
+        e = jnp.where(new.reshape((CHUNK,) + (1,) * (e.ndim - 1)), e, 0)
         starts = 3 * level.node_index.at[b[:, None] + off[None, :]].get(mode="promise_in_bounds")
         ue = lax.gather(uf, starts[..., None], _GATHER, slice_sizes=(6,),
                         mode="promise_in_bounds").reshape(-1, 24)
-        fe = element_forces(ue, e)  # padded voxels have E = 0: zero forces
+        fe = element_forces(ue, e)
         return lax.scatter_add(out, starts[..., None], fe.reshape(-1, 4, 6), _SCATTER,
                                mode="promise_in_bounds")
 
