@@ -365,7 +365,7 @@ def _galerkin_matrices(level: VoxelLevel, prev_form: str, prev_Ke, prev_E, P) ->
     child = jnp.concatenate([child, jnp.zeros((1, 24, 24), child.dtype)])
     P = P.astype(child.dtype)
 
-    def add_child(c, out):  # a loop, not 8 unrolled copies: 8× fewer compiled kernels
+    def add_child(c, out):  # a loop, not 8 unrolled copies: fewer compiled kernels
         Pc = lax.dynamic_index_in_dim(P, c, keepdims=False)
         rows = lax.dynamic_index_in_dim(level.children, c, axis=1, keepdims=False)
         return out + jnp.einsum("ai,eab,bj->eij", Pc, child[rows], Pc)
