@@ -16,7 +16,7 @@ bottom clamped, E = 18 GPa, ν = 0.3), this script
    iteration counts mean anything, not the times.
 
 Run from the repository root: ``python benchmarks/voxel_slow_modes.py --resolution 39``
-(about 3 minutes on 2 cores). Results: ``benchmarks/RESULTS_voxel.md``.
+(about 4 minutes on 2 cores). Results: ``benchmarks/RESULTS_voxel.md``.
 """
 from __future__ import annotations
 
@@ -76,15 +76,15 @@ def main() -> int:
     import febone as fb
     import voxel_vs_torchfem as bench
     from febone.solve.pcg import pcg
-    from febone.voxel import Multigrid, VoxelGrid, VoxelModel
+    from febone.voxel import VoxelGrid, VoxelModel, VoxelPCG
     from febone.voxel.grid import GRID_TO_VTK
-    from febone.voxel.multigrid import setup_multigrid, vcycle
     from febone.voxel.operator import apply_stiffness, element_energy, element_stiffness
+    from febone.voxel.solve import _preconditioner
 
     seg = bench.specimen(args.resolution)
     grid = VoxelGrid.create(seg.mask, seg.voxel_size)
-    options = Multigrid()
-    model = VoxelModel.create(grid, max_coarse_nodes=options.max_coarse_nodes)
+    strategy = VoxelPCG()  # the default multigrid preconditioner of febone compress
+    model = VoxelModel.create(grid, max_coarse_nodes=strategy.multigrid.max_coarse_nodes)
     top, bottom = grid.plane_nodes("z", "max"), grid.plane_nodes("z", "min")
     delta = bench.STRAIN * grid.shape[0] * grid.voxel_size[0]
     bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz").displace(top, z=-delta)
@@ -100,22 +100,27 @@ def main() -> int:
         return jnp.where(free, stiffness(jnp.where(free, x, 0.0)), x)
 
     rhs = jnp.where(free, -stiffness(u_d), 0.0)
-    mg = setup_multigrid(model, E, bench.NU, bcs.fixed, options)
 
-    def cycle(r):
-        return jnp.where(free, vcycle(model, mg, jnp.where(free, r, 0.0), options).astype(r.dtype), r)
+    def solver(local=None):
+        """A compiled CG (tolerance and iteration cap are arguments, so one compilation
+        serves every call) preconditioned by the solver's own multigrid cycle, followed by
+        the host-side local solves when given."""
+        def run(rtol, max_iter):
+            cycle = _preconditioner(model, E, bench.NU, bcs.fixed, strategy, E.dtype, Ke)
 
-    def solve(rtol, max_iter, local=None):
-        def precondition(r):
-            z = cycle(r)
-            if local is None:
-                return z
-            d = jnp.where(free, r - operator(z), 0.0)
-            return z + jax.pure_callback(local, jax.ShapeDtypeStruct(d.shape, d.dtype), d)
-        run = jax.jit(lambda b: pcg(operator, b, precondition, jnp.zeros_like(b), rtol=rtol,
-                                    atol=0.0, max_iter=max_iter, flexible=True))
-        x, info = run(rhs)
-        return x + u_d, info
+            def precondition(r):
+                z = cycle(r)
+                if local is None:
+                    return z
+                d = jnp.where(free, r - operator(z), 0.0)
+                return z + jax.pure_callback(local, jax.ShapeDtypeStruct(d.shape, d.dtype), d)
+            x, info = pcg(operator, rhs, precondition, jnp.zeros_like(rhs), rtol=rtol, atol=0.0,
+                          max_iter=max_iter, flexible=True)
+            return x + u_d, info
+        compiled = jax.jit(run)
+        return lambda rtol, max_iter: compiled(jnp.asarray(rtol), jnp.asarray(max_iter))
+
+    solve = solver()
 
     print(f"{args.resolution} µm: {grid.n_voxels:,} voxels, {model.n_dofs:,} DOF", flush=True)
     reference, info = solve(1e-11, 5000)
@@ -160,7 +165,7 @@ def main() -> int:
                 out[d] = sla.cho_solve(factor, r[d])
             return out.reshape(-1, 3)
 
-        _, info = solve(bench.RTOL, 2000, local)
+        _, info = solver(local)(bench.RTOL, 2000)
         size = sum(len(d) for d, _ in blocks)
         inverse_mb = sum(len(d) ** 2 for d, _ in blocks) * 4 / 1e6
         print(f"exact solves on {len(blocks)} pieces of ≤ {min(cap, max(map(len, local_dofs)))} "

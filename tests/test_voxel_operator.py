@@ -10,7 +10,7 @@ import febone as fb
 from febone.fe.elasticity import internal_force
 from febone.fe.elasticity import stiffness_diagonal as fe_diagonal
 from febone.voxel import Multigrid, VoxelGrid, VoxelModel, VoxelPCG, solve_voxel, voxel_reactions
-from febone.voxel.multigrid import (_apply_level, _element_matrices, _form, _reaches_fixed,
+from febone.voxel.multigrid import (_apply_level, _element_matrices, _form,
                                     chebyshev_upper_bound, prolong, restrict, setup_multigrid,
                                     vcycle)
 from febone.voxel.operator import apply_stiffness, element_stiffness, stiffness_diagonal
@@ -111,24 +111,6 @@ def test_restriction_is_transpose_of_prolongation(small):
         # trilinear interpolation reproduces constants exactly
         ones = prolong(fine, coarse, jnp.ones((coarse.n_nodes, 3)))
         np.testing.assert_allclose(ones, 1.0, rtol=1e-14)
-
-
-@pytest.mark.parametrize("shape", [(6, 5, 4), (7, 9, 5)])
-def test_coarse_fixed_dofs_are_those_that_interpolate_to_fixed_fine_dofs(shape):
-    """The coarse fixed-dof mask (a window max on the dense grid) marks exactly the coarse
-    dofs whose prolongation reaches a fixed fine dof, i.e. where Pᵀ·1_fixed > 0, on odd and
-    even grid sizes, with scattered fixed dofs."""
-    grid = VoxelGrid.create(porous_mask(shape, seed=3), VOXEL)
-    model = VoxelModel.create(grid, max_coarse_nodes=8)
-    fixed = jnp.asarray(np.random.default_rng(5).random((model.n_nodes, 3)) < 0.03)
-    assert len(model.levels) >= 3
-    for l, (fine, coarse) in enumerate(zip(model.levels[:-1], model.levels[1:])):
-        ours = np.asarray(_reaches_fixed(fine, coarse, fixed))
-        reached = np.asarray(restrict(fine, coarse, fixed.astype(float))) > 0
-        np.testing.assert_array_equal(ours, reached)
-        if l == 0:  # a mixed mask, not all fixed or all free
-            assert 0 < ours.sum() < ours.size
-        fixed = jnp.asarray(ours)
 
 
 def _dense(apply, n):

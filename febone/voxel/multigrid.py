@@ -260,20 +260,6 @@ def restrict(fine: VoxelLevel, coarse: VoxelLevel, r: jax.Array) -> jax.Array:
     return _to_compact(coarse, d)
 
 
-def _reaches_fixed(fine: VoxelLevel, coarse: VoxelLevel, fixed: jax.Array) -> jax.Array:
-    """(n_coarse, 3) bool: coarse dofs that interpolate to a fixed fine dof, i.e. where
-    ``restrict(fixed) > 0``: a max over each coarse node's support (fine nodes 2c − 1 …
-    2c + 1 along every axis), one window reduction on the dense grid.
-
-    Args:
-        fixed: (n_fine, 3) bool, fixed fine dofs.
-    """
-    d = _to_dense(fine, fixed.astype(jnp.float32))
-    pads = [(1, 2 * nc - n) for n, nc in zip(fine.node_shape, coarse.node_shape)] + [(0, 0)]
-    hit = lax.reduce_window(d, np.float32(0.0), lax.max, (3, 3, 3, 1), (2, 2, 2, 1), pads)
-    return _to_compact(coarse, hit) > 0
-
-
 def _scatter(level: VoxelLevel, fe: jax.Array) -> jax.Array:
     """(n_voxels, 24) element vectors -> (n_nodes, 3), summed over shared nodes."""
     return scatter_corners(level, fe)
@@ -451,7 +437,8 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
             Es.append(jnp.zeros((0,), dtype))
     free = [jnp.where(fixed, 0.0, 1.0).astype(dtype)]
     for fine, coarse in zip(levels[:-1], levels[1:]):
-        free.append(jnp.where(_reaches_fixed(fine, coarse, free[-1] == 0), 0.0, 1.0).astype(dtype))
+        touched = restrict(fine, coarse, 1.0 - free[-1])  # > 0 where a fixed fine dof is reached
+        free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype))
     inv_diag, upper = [], []
     rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi).astype(dtype)
     for l, lev in enumerate(levels):
