@@ -2,9 +2,10 @@
 
 Generators return an :class:`ImplicitBone` (signed distance + density + regions + node
 sets, mm and g/cm³); :func:`mesh_bone` turns one into a hex8 voxel or tet4 mesh with cell
-data ``density_g_cm3``, ``E_MPa``, ``region_<name>`` and point-data node sets. The files in
-``meshes/`` are made by ``python -m febone.bones.build``. Importers build the same kind of
-mesh from closed surfaces (STL/OBJ/PLY) and from segmentation masks (NIfTI).
+data ``density_g_cm3``, ``E_MPa``, ``region_<name>`` and point-data node sets. The bundled
+meshes in ``febone/data/meshes/`` (package data) are made by ``python -m febone.bones.build``.
+Importers build the same kind of mesh from closed surfaces (STL/OBJ/PLY) and from
+segmentation masks (NIfTI).
 """
 from .densitometry import (ArealBMD, REFERENCE_POPULATIONS, areal_bmd, areal_bmd_implicit,
                            t_score, volumetric_bmd)
@@ -33,8 +34,9 @@ def bundled_path(name: str):
         raise ValueError(f"no bundled mesh {name!r}; choose one of {names}")
     path = MESHES_DIR / f"{stem}.vtu"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; regenerate the bundled meshes with "
-                                f"`python -m febone.bones.build`")
+        raise FileNotFoundError(f"{path} is missing from this febone install; reinstall febone "
+                                f"(pip install --force-reinstall febone), or in a source checkout "
+                                f"regenerate the bundled meshes with `python -m febone.bones.build`")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Regenerate the bundled meshes in ``meshes/`` (bit for bit on one platform).
+"""Regenerate the bundled meshes in ``febone/data/meshes/`` (bit for bit on one platform).
 
 Usage::
 
@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data import MESHES_DIR
 from ..mesh import Mesh
 from .densitometry import REFERENCE_POPULATIONS, areal_bmd, areal_bmd_implicit, t_score, \
     volumetric_bmd
@@ -39,8 +40,6 @@ from .vertebra import vertebra
 __all__ = ["MeshSpec", "SPECS", "build_mesh", "write_bundled", "build", "main", "MESHES_DIR"]
 
 log = logging.getLogger(__name__)
-
-MESHES_DIR = Path(__file__).resolve().parents[2] / "meshes"
 
 
 @dataclass(frozen=True)
@@ -257,7 +256,8 @@ def build(out_dir=MESHES_DIR, *, only=None, readme: bool = True) -> list[Path]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m febone.bones.build",
                                      description="Regenerate febone's bundled meshes.")
-    parser.add_argument("--out", default=str(MESHES_DIR), help="output folder (default meshes/)")
+    parser.add_argument("--out", default=str(MESHES_DIR),
+                        help="output folder (default: febone/data/meshes/ of this checkout)")
     parser.add_argument("--only", nargs="*", help="name prefixes, e.g. femur_coarse (no README)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

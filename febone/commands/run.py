@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
+    from ..data import SCENARIO_REFERENCE
+
     p = sub.add_parser("run", help="the main job: a hormone-driven remodelling study of a bone",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__.split("\n\n")[0],
+                       epilog=f"scenario reference (TOML keys, protocols, drugs): "
+                              f"{SCENARIO_REFERENCE}")
     p.add_argument("scenario", nargs="?", type=Path,
-                   help="scenario TOML file (docs/scenarios.md); default: the default study")
+                   help="scenario TOML file (see the reference below); default: the default study")
     p.add_argument("--protocol", action="append", default=[], metavar="NAME",
-                   help="named protocol (repeat to compare; 'a+b' combines); see "
-                        "docs/scenarios.md for the list")
+                   help="named protocol (repeat to compare; 'a+b' combines); --list-protocols "
+                        "lists them")
     p.add_argument("--years", type=float, help="simulated years (overrides the scenario)")
     p.add_argument("--bone", help="bundled bone or mesh file (overrides the scenario's bone)")
     p.add_argument("--out", type=Path, help="folder for results, fields, pictures and report")
@@ -51,7 +55,7 @@ def _scenario(args):
 
     if args.scenario is not None and args.protocol:
         raise ValueError("give a scenario file or --protocol names, not both (a scenario file "
-                         "can list protocols itself: see docs/scenarios.md)")
+                         "can list protocols itself: see `febone run --help` for the reference)")
     if args.scenario is not None:
         if not args.scenario.is_file():
             raise ValueError(f"scenario file {args.scenario} does not exist")

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..data import MESHES_DIR
 from .coupling import DEFAULT_COUPLING, FITTED_FIELDS, CouplingParameters
 from .patient import Patient
 from .site import simulate_site
@@ -55,12 +56,12 @@ def site_distribution(site: str, n_bins: int = N_BINS):
     import meshio
 
     if site in ("lumbar_spine", "spine_trabecular"):
-        m = meshio.read(_ROOT / "meshes" / "vertebra_coarse_hex8.vtu")
+        m = meshio.read(MESHES_DIR / "vertebra_coarse_hex8.vtu")
         rho = m.cell_data["density_g_cm3"][0]
         mask = np.ones(rho.shape, bool) if site == "lumbar_spine" else (
             m.cell_data["region_vertebral_body"][0].astype(bool) & (rho < 0.8))
     elif site in ("femoral_neck", "cortical"):
-        m = meshio.read(_ROOT / "meshes" / "femur_coarse_hex8.vtu")
+        m = meshio.read(MESHES_DIR / "femur_coarse_hex8.vtu")
         rho = m.cell_data["density_g_cm3"][0]
         mask = m.cell_data["region_femoral_neck"][0].astype(bool)
         if site == "cortical":
