@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 import febone as fb
-from febone.fe.elements import element
+from febone.mesh.elements import element
 
 # ------------------------------------------------------------------ patch-test meshes
 #: Interior nodes of the MacNeal–Harder patch (science.md §9), listed so that node k lies

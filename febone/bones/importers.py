@@ -145,7 +145,7 @@ def _layers(thickness: float, h: float) -> int:
 
 def _hex_sub_points(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """(n_hex, 8, 3) points of the 2×2×2 Gauss rule mapped trilinearly (any hexahedron)."""
-    from ..fe.elements import element
+    from ..mesh.elements import element
 
     ref = element("hexahedron")
     N = ref.shape_at_quadrature()  # (8 quadrature points, 8 nodes)
@@ -194,7 +194,7 @@ def surface_to_mesh(surface, h: float, *, cell_type: str = "hexahedron",
         A validated mesh with cell data ``density_g_cm3``, ``E_MPa`` and point data
         ``surface`` (1 on the outer surface).
     """
-    from ..fe.elements import ALIASES
+    from ..mesh.elements import ALIASES
     from .meshing import _sub_points_hex, _sub_points_tet
 
     if not isinstance(surface, Surface):

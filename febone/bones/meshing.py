@@ -217,7 +217,7 @@ def boundary_face_keys(cells: np.ndarray, cell_type: str, n_nodes: int):
         faces: (n_faces, 3 or 4) node ids, outward by the right-hand rule.
         owner: (n_faces,) element ids.
     """
-    from ..fe.elements import element
+    from ..mesh.elements import element
 
     local = element(cell_type).faces
     faces = cells[:, local].reshape(-1, local.shape[1])
@@ -255,7 +255,7 @@ def mesh_bone(bone: ImplicitBone, h: float, cell_type: str = "hexahedron", *,
         ``E_MPa`` (by ``bone.law``), ``region_<name>`` (uint8 0/1) and point data node-set
         masks (uint8 0/1, see the generator).
     """
-    from ..fe.elements import ALIASES
+    from ..mesh.elements import ALIASES
 
     name = ALIASES.get(cell_type, cell_type)
     if name not in ("hexahedron", "tetra"):

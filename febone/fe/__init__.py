@@ -1,7 +1,7 @@
 """Finite elements: reference elements, geometry, matrix-free elasticity, loads, fields."""
 from .bc import BoundaryConditions, surface_load
 from .elasticity import internal_force, stiffness_diagonal
-from .elements import ELEMENTS, element
+from ..mesh.elements import ELEMENTS, element
 from .model import FEModel
 from .post import ElementFields, element_fields, reaction_forces, von_mises
 

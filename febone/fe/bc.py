@@ -13,7 +13,7 @@ import numpy as np
 
 from ..mesh.mesh import Mesh
 from ..mesh.topology import boundary_faces
-from .elements import FACE_ELEMENTS
+from ..mesh.elements import FACE_ELEMENTS
 
 __all__ = ["BoundaryConditions", "surface_load"]
 

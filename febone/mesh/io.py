@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fe.elements import ELEMENTS
+from .elements import ELEMENTS
 from .mesh import Mesh
 from .validate import MeshError
 

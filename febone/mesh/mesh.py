@@ -7,7 +7,7 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from ..fe.elements import ALIASES, ELEMENTS, element
+from .elements import ALIASES, ELEMENTS, element
 
 __all__ = ["Mesh"]
 
@@ -79,7 +79,7 @@ class Mesh:
 
     @property
     def element(self):
-        """The :class:`~febone.fe.elements.ReferenceElement` of this mesh."""
+        """The :class:`~febone.mesh.elements.ReferenceElement` of this mesh."""
         return ELEMENTS[self.cell_type]
 
     def with_cell_data(self, **arrays) -> "Mesh":

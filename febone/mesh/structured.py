@@ -63,7 +63,7 @@ def box_mesh(shape, size=(1.0, 1.0, 1.0), cell_type: str = "hexahedron",
     Returns:
         A validated :class:`Mesh` with no point or cell data.
     """
-    from ..fe.elements import ALIASES
+    from .elements import ALIASES
 
     name = ALIASES.get(cell_type, cell_type)
     points = grid_points(shape, size, origin)

@@ -1,9 +1,14 @@
-"""Mesh checks with messages that name the bad nodes/elements and say how to fix them."""
+"""Mesh checks with messages that name the bad nodes/elements and say how to fix them.
+
+Every function takes a :class:`~febone.mesh.Mesh` (read through its fields only, so that
+:meth:`Mesh.create <febone.mesh.Mesh.create>` can call :func:`validate_mesh` without an import
+cycle).
+"""
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
-from .mesh import Mesh
+import numpy as np
 
 __all__ = ["MeshError", "validate_mesh", "jacobian_determinants", "remove_unused_nodes"]
 
@@ -22,7 +27,7 @@ def _ids(ids, limit: int = 10) -> str:
     return shown + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")
 
 
-def jacobian_determinants(mesh: Mesh) -> np.ndarray:
+def jacobian_determinants(mesh) -> np.ndarray:
     """(n_elements, n_points) det J at the quadrature points and (for tet10) the corners.
 
     Positive for a correctly oriented element; its sum times the weights is the volume.
@@ -37,16 +42,17 @@ def jacobian_determinants(mesh: Mesh) -> np.ndarray:
     return np.linalg.det(J)
 
 
-def remove_unused_nodes(mesh: Mesh) -> Mesh:
+def remove_unused_nodes(mesh):
     """A copy without nodes that no element references (point data is subset too)."""
     used = np.unique(mesh.cells)
     new_id = -np.ones(mesh.n_nodes, dtype=np.int64)
     new_id[used] = np.arange(len(used))
-    return Mesh(mesh.points[used], new_id[mesh.cells], mesh.cell_type,
-                {k: np.asarray(v)[used] for k, v in mesh.point_data.items()}, dict(mesh.cell_data))
+    return replace(mesh, points=mesh.points[used], cells=new_id[mesh.cells],
+                   point_data={k: np.asarray(v)[used] for k, v in mesh.point_data.items()},
+                   cell_data=dict(mesh.cell_data))
 
 
-def validate_mesh(mesh: Mesh) -> None:
+def validate_mesh(mesh) -> None:
     """Check coordinates, connectivity, orientation and data shapes.
 
     Raises:

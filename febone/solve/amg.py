@@ -35,7 +35,7 @@ import numpy as np
 
 from ..fe.bc import BoundaryConditions
 from ..fe.elasticity import internal_force
-from ..fe.elements import element
+from ..mesh.elements import element
 from ..fe.model import FEModel
 from ..material.elastic import LinearElastic, MaterialError
 
@@ -67,7 +67,7 @@ def element_stiffness(points, cells, cell_type: str, E, nu) -> np.ndarray:
     """Element stiffness matrices of isotropic linear elasticity, on the host (NumPy).
 
     Computed from the coordinates and the reference element (shape-function derivatives
-    and quadrature rule of :mod:`febone.fe.elements`), independently of :class:`FEModel`:
+    and quadrature rule of :mod:`febone.mesh.elements`), independently of :class:`FEModel`:
     K[i, j, e, a, b] = Σ_q w_q (λ ∂_i N_a ∂_j N_b + μ ∂_j N_a ∂_i N_b + μ δ_ij ∇N_a·∇N_b),
     the force component i at node a per unit displacement component j at node b.
 

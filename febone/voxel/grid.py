@@ -29,7 +29,7 @@ __all__ = ["VoxelGrid", "VoxelLevel", "VoxelModel", "CORNERS", "GRID_CORNERS", "
 #: array axis of the (z, y, x) image for each physical axis name.
 AXES = {"z": 0, "y": 1, "x": 2}
 
-#: hex8 corner offsets (dx, dy, dz) in VTK order, the order of :mod:`febone.fe.elements`.
+#: hex8 corner offsets (dx, dy, dz) in VTK order, the order of :mod:`febone.mesh.elements`.
 CORNERS = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],
                     [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], dtype=np.int64)
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..fe.elements import element
+from ..mesh.elements import element
 from .grid import GRID_CORNERS, GRID_TO_VTK, VoxelLevel
 
 __all__ = ["reference_stiffness", "element_stiffness", "corner_starts", "gather_corners",

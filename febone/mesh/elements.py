@@ -1,5 +1,8 @@
 """Reference elements: shape functions, their derivatives and quadrature rules.
 
+They live with the mesh, which needs them to name and check its cells (Jacobians at the
+quadrature points); the FE layer (:mod:`febone.fe`) builds its kernels from them.
+
 Supported volume elements (VTK node order, as meshio and ParaView use):
 
 * ``tetra``    (tet4):  linear tetrahedron, 1-point rule (exact for its constant strain).
