@@ -36,9 +36,9 @@ def run_bone(bone: str, years: float, protocol: str):
     from febone.remodel.hormones import hormone_series
     from febone.remodel.runner import settings_for
     from febone.remodel.simulation import DAYS_PER_YEAR, remodel
-    from febone.scenario import protocol as make_protocol
+    from febone.scenario import protocol as make_protocol, with_duration
 
-    sc = make_protocol(protocol).with_duration(years)
+    sc = with_duration(make_protocol(protocol), years)
     mesh = fb.read_mesh(bundled_path(bone))
     days = int(round(years * DAYS_PER_YEAR)) + 1
     inputs = daily_inputs(hormone_series(sc.patient, sc.treatments, days=days), FE_COUPLING)

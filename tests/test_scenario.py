@@ -13,7 +13,7 @@ import pytest
 from febone.remodel.patient import Patient
 from febone.remodel.treatments import DRUGS
 from febone.scenario import (PROTOCOLS, ScenarioError, default_study, load_scenario, protocol,
-                             study)
+                             study, with_duration)
 from febone.scenario.parse import KEYS
 from febone.scenario.units import parse_dose, parse_duration_years, parse_force, \
     parse_interval_days, parse_scalar
@@ -225,12 +225,12 @@ def test_mesh_file_paths_resolve_against_the_scenario_folder(tmp_path):
 
 
 def test_with_duration_revalidates():
-    s = default_study().with_duration("3 years")
+    s = with_duration(default_study(), "3 years")
     assert [a.duration_years for a in s.runs()] == [3.0, 3.0]
     hrt = protocol("early-hrt")  # starts 1 y after the final period at 51: t = 2 y
-    assert hrt.with_duration(2.5).treatments == hrt.treatments
+    assert with_duration(hrt, 2.5).treatments == hrt.treatments
     with pytest.raises(ScenarioError, match="starts at 2 years"):
-        hrt.with_duration(1.5)
+        with_duration(hrt, 1.5)
 
 
 def test_study_arms_share_the_run_settings():

@@ -51,7 +51,7 @@ def register(sub) -> None:
 
 
 def _scenario(args):
-    from ..scenario import default_study, load_scenario, protocol, study
+    from ..scenario import default_study, load_scenario, protocol, study, with_duration
 
     if args.scenario is not None and args.protocol:
         raise ValueError("give a scenario file or --protocol names, not both (a scenario file "
@@ -74,7 +74,7 @@ def _scenario(args):
                                               if Path(args.bone).suffix else args.bone)
         sc = build_scenario(doc, source=sc.source)
     if args.years is not None:
-        sc = sc.with_duration(args.years)
+        sc = with_duration(sc, args.years)
     return sc
 
 

@@ -1,8 +1,9 @@
 """What a scenario is: a patient, a bone, habitual loading, treatments and the run settings.
 
 Built by :func:`febone.scenario.load_scenario` (TOML) or :func:`febone.scenario.protocol`;
-every field is validated there. Times: scenario time 0 is the start of the simulation;
-the patient's age at time t (years) is ``patient.age_years + t``.
+every field is validated there (and again by :func:`febone.scenario.with_duration`). Times:
+scenario time 0 is the start of the simulation; the patient's age at time t (years) is
+``patient.age_years + t``.
 """
 from __future__ import annotations
 
@@ -150,14 +151,6 @@ class Scenario:
     def runs(self) -> tuple:
         """The scenarios to simulate: the arms when comparing, else ``(self,)``."""
         return self.arms if self.arms else (self,)
-
-    def with_duration(self, years) -> "Scenario":
-        """The same scenario over ``years`` (number of years or ``"15 years"``), re-validated."""
-        from .parse import build_scenario
-
-        doc = json.loads(self.document)
-        doc.setdefault("simulation", {})["duration"] = years
-        return build_scenario(doc, source=self.source)
 
     def to_dict(self) -> dict:
         """JSON-ready record of what is run (resolved values, canonical units, ``digest``)."""

@@ -1,11 +1,9 @@
-"""Named treatment protocols (science.md §4), usable by name and combinable.
+"""Named treatment protocols (science.md §4): the data, usable by name and combinable.
 
 A :class:`Protocol` is a fragment of a scenario document: the patient it is meant for and
 its ``[[treatments]]`` tables, written in the same schema as a scenario file (so they pass
-the same validation). ``protocol("trt")`` builds a :class:`~febone.scenario.model.Scenario`;
-``combine(["untreated-menopause", "calcium-vitamin-d"])`` (or ``protocol("a+b")``) merges
-protocols: their patients must agree, their treatments are pooled (exact repeats kept once);
-``study(["untreated-menopause", "early-hrt"])`` compares protocols on one bone.
+the same validation). The scenarios are built from them in :mod:`febone.scenario.builders`
+(``protocol``, ``combine``, ``study``), through the parser like any scenario file.
 
 Doses and intervals are those of science.md §4 ("Protocols users will ask for") where it gives
 them, else the drug's typical regimen in ``febone.remodel.treatments.DRUGS``.
@@ -17,8 +15,7 @@ from types import MappingProxyType
 
 from ..remodel.treatments import DRUGS
 
-__all__ = ["Protocol", "PROTOCOLS", "protocol", "combine", "study", "default_study",
-           "DEFAULT_STUDY"]
+__all__ = ["Protocol", "PROTOCOLS", "DEFAULT_STUDY"]
 
 
 @dataclass(frozen=True)
@@ -182,46 +179,3 @@ PROTOCOLS: MappingProxyType = MappingProxyType({p.name: p for p in _LIST})
 
 #: The study ``febone run`` runs without arguments.
 DEFAULT_STUDY = ("untreated-menopause", "early-hrt")
-
-
-def protocol(name: str):
-    """The :class:`~febone.scenario.model.Scenario` of a protocol (``"a+b"`` combines).
-
-    Bone, loading and run settings are the scenario defaults (``docs/scenarios.md``).
-    """
-    return combine([name], name=name)
-
-
-def combine(names, *, name: str | None = None):
-    """One scenario from several protocols (their patients must agree; treatments pool).
-
-    Raises :class:`~febone.scenario.units.ScenarioError` (a ``ValueError``) for unknown names,
-    incompatible patients (e.g. ``["trt", "anastrozole"]``: a man and a woman) or conflicting
-    regimens of one drug.
-    """
-    from .parse import build_scenario
-
-    names = [names] if isinstance(names, str) else list(names)
-    label = name or "+".join(names)
-    return build_scenario({"name": label, "protocols": names}, source=f"protocol {label}")
-
-
-def study(names, *, duration_years=None, name: str | None = None):
-    """A comparison: one arm per protocol expression (``"trt+calcium-vitamin-d"`` combines).
-
-    All arms share the bone, loading and run settings; ``duration_years`` defaults to the
-    longest protocol default. ``scenario.runs()`` are the arms.
-    """
-    from .parse import build_scenario
-
-    names = [names] if isinstance(names, str) else list(names)
-    sim = {"compare": names}
-    if duration_years is not None:
-        sim["duration"] = duration_years
-    label = name or " vs ".join(names)
-    return build_scenario({"name": label, "simulation": sim}, source=f"study {label}")
-
-
-def default_study():
-    """``febone run`` without arguments: untreated menopause vs early HRT on the bundled femur."""
-    return study(DEFAULT_STUDY)
