@@ -15,6 +15,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from ..files import atomic_write_text
 from .fields import locate
 
 __all__ = ["write_pvd", "split_fields"]
@@ -90,6 +91,6 @@ def write_pvd(path, mesh, times: Sequence[float], fields: Sequence[Mapping], *,
                       f"<!-- febone time series: timestep in {time_unit}; one VTU per time -->",
                       '<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">',
                       "  <Collection>", *entries, "  </Collection>", "</VTKFile>", ""])
-    path.write_text(text)
+    atomic_write_text(path, text)
     log.info("wrote %s (%d times)", path, len(times))
     return path

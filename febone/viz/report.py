@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..files import atomic_write_text
 from .trajectories import load_run, plot_trajectories, protocols_of, series
 
 __all__ = ["write_report", "results_rows"]
@@ -147,7 +148,7 @@ def write_report(out_dir, run_result, pictures: Sequence | Mapping | None = None
         for caption, rel in pics:
             md += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
     md_path = out_dir / "report.md"
-    md_path.write_text("\n".join(md))
+    atomic_write_text(md_path, "\n".join(md))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;"
              "padding:3px 8px;text-align:right}td:first-child,td:nth-child(2){text-align:left}"
@@ -161,7 +162,8 @@ def write_report(out_dir, run_result, pictures: Sequence | Mapping | None = None
         body.append("<h2>Pictures</h2>")
         body += [f'<figure><img src="{html.escape(rel)}" alt="{html.escape(c)}">'
                  f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, rel in pics]
-    (out_dir / "report.html").write_text(
+    atomic_write_text(
+        out_dir / "report.html",
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
     log.info("wrote %s and report.html", md_path)
