@@ -2,9 +2,12 @@
 
 * :mod:`.parameters` — frozen parameter sets with citations (Pivonka 2008; Scheiner 2013 /
   Martínez-Reina 2019; mineralisation; denosumab PK; PMO load).
-* :mod:`.cells` — states, drives (hormone/drug/mechanics hooks), signals, right-hand side,
-  per-element steady state, Rosenbrock time stepping (:func:`simulate`).
-* :mod:`.mineral` — mineralisation age queue, ash fraction, tissue density, modulus.
+* :mod:`.cell_model` — states, drives (hormone/drug/mechanics hooks), signals, right-hand side
+  and its closed-form Jacobian; :mod:`.homeostasis` — the per-element steady state.
+* :mod:`.cells` — the cell model in time (:func:`simulate`, :func:`step`), and the one place to
+  import the cell model from; :mod:`.rosenbrock` — the generic Rosenbrock stepper it uses.
+* :mod:`.mineral` — mineralisation age queue (and its day form for runs), ash fraction, tissue
+  density, modulus.
 * :mod:`.denosumab` — denosumab pharmacokinetics as a drive.
 * :mod:`.patient`, :mod:`.treatments` — the patient and the treatment schedule (``DRUGS``).
 * :mod:`.hormones` — daily hormone, drug and lifestyle levels (physiology + PK/PD).

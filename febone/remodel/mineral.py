@@ -25,10 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .cell_model import specific_surface
 from .parameters import CellParameters, MineralParameters, MINERAL_MARTINEZ_REINA_2019
 
 __all__ = ["MineralState", "mineral_law", "init_mineral", "update_mineral", "mean_mineral_content",
-           "ash_fraction", "tissue_density", "apparent_density", "youngs_modulus_gpa"]
+           "ash_fraction", "tissue_density", "apparent_density", "youngs_modulus_gpa", "DayQueue",
+           "split_queue", "advance_day_queue", "join_queue", "old_bins"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class MineralState:
     Attributes:
         bins: (queue_days, n_elements) BV/TV fraction of bone by age in days (row j: age j days;
             the last row: all older bone). Age-major, so that the daily update and the chunked
-            day form (:func:`_split_queue`) read and write contiguous rows.
+            day form (:func:`split_queue`) read and write contiguous rows.
     """
 
     bins: jax.Array
@@ -83,8 +85,6 @@ def _rates(state, cell_params: CellParameters):
     phi = cell_params.k_form * state.OBa / 100.0
     r = cell_params.k_res * state.OCa / 100.0
     if cell_params.specific_surface:
-        from .cells import specific_surface
-
         s = specific_surface(state.f_bm) / specific_surface(cell_params.sv_reference_bvtv)
         phi, r = phi * s, r * s
     return phi, r
@@ -149,13 +149,13 @@ def _young_bins(params: MineralParameters) -> int:
     return params.lag_days + int(np.floor(params.primary_days)) + 1
 
 
-def _old_bins(params: MineralParameters) -> int:
+def old_bins(params: MineralParameters) -> int:
     """Explicit bins of the secondary phase, ages K..L−2 (the last bin holds all older bone)."""
     return params.queue_days - _young_bins(params) - 1
 
 
 @dataclass(frozen=True)
-class _DayQueue:
+class DayQueue:
     """The age queue in the form the daily update uses inside a run of n days: the same
     contents as :class:`MineralState`, with O(K) work per day instead of O(queue_days).
 
@@ -165,7 +165,7 @@ class _DayQueue:
     the run, or on entering) × ``scale`` / (``scale`` then), one product of survival factors per
     element. Each day emits the bin that leaves the young block (in stored units, BV/TV / scale)
     and takes in the one that leaves the queue's explicit part (known at the start of the run,
-    :func:`_split_queue`); :func:`_join_queue` puts the queue back together once at the end. Their
+    :func:`split_queue`); :func:`join_queue` puts the queue back together once at the end. Their
     mineral is v_max·Σ + c·Σ e^(−κ(a − K)) (v_m of the secondary phase), so the volume
     ``old_sum`` and moment ``old_moment`` (stored units) give the mineral content ``mineral``
     (Σ_j q_j v_m(j), per element volume) every day. Nothing of size queue_days is carried by the
@@ -184,7 +184,7 @@ class _DayQueue:
 
 
 jax.tree_util.register_dataclass(
-    _DayQueue, data_fields=["young", "old_sum", "old_moment", "scale", "last", "mineral"],
+    DayQueue, data_fields=["young", "old_sum", "old_moment", "scale", "last", "mineral"],
     meta_fields=[])
 
 
@@ -194,7 +194,7 @@ def _secondary_offset(params: MineralParameters, K: int):
         -params.rate * (K - params.lag_days - params.primary_days))
 
 
-def _split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
+def split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
     """(day form, old bins (L − K − 1, n) by age K..L−2, (n_days, n) bins that leave the explicit
     part on the next n_days updates, the oldest first) at the start of a run of n_days."""
     q = mineral.bins
@@ -204,24 +204,24 @@ def _split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
         raise ValueError(f"a day-queue run covers 1..{old.shape[0]} days; got {n_days}")
     decay = jnp.exp(-params.rate * jnp.arange(old.shape[0], dtype=q.dtype))
     content = _bin_mineral(params, q.dtype) @ q
-    dq = _DayQueue(q[:K], old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1], content)
+    dq = DayQueue(q[:K], old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1], content)
     return dq, old, old[::-1][:n_days]
 
 
-def _join_queue(dq: _DayQueue, old, entered) -> MineralState:
-    """The :class:`MineralState` after a run: ``old`` from :func:`_split_queue`, ``entered``
+def join_queue(dq: DayQueue, old, entered) -> MineralState:
+    """The :class:`MineralState` after a run: ``old`` from :func:`split_queue`, ``entered``
     (n_days, n) the stored bins the days emitted (the first day's first)."""
     n = entered.shape[0]
     aged = jnp.concatenate([entered[::-1], old[:old.shape[0] - n]]) * dq.scale[None, :]
     return MineralState(jnp.concatenate([dq.young, aged, dq.last[None, :]], axis=0))
 
 
-def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameters,
-                       params: MineralParameters):
-    """:func:`update_mineral` on the :class:`_DayQueue` form (equal to rounding); ``leaving``
-    (n_elements,) is this day's row of :func:`_split_queue`'s leaving bins. Returns (new day
+def advance_day_queue(dq: DayQueue, leaving, state, cell_params: CellParameters,
+                      params: MineralParameters):
+    """:func:`update_mineral` on the :class:`DayQueue` form (equal to rounding); ``leaving``
+    (n_elements,) is this day's row of :func:`split_queue`'s leaving bins. Returns (new day
     form, (n_elements,) the stored bin that entered the older part)."""
-    K, lag, n_old = dq.young.shape[0], params.lag_days, _old_bins(params)
+    K, lag, n_old = dq.young.shape[0], params.lag_days, old_bins(params)
     phi, r = _rates(state, cell_params)
     f = state.f_bm
     keep = 1.0 - r / f
@@ -237,7 +237,7 @@ def _advance_day_queue(dq: _DayQueue, leaving, state, cell_params: CellParameter
     mineral = (law @ young + scale * (params.v_max * old_sum
                                       + _secondary_offset(params, K) * old_moment)
                + params.v_max * last)
-    return _DayQueue(young, old_sum, old_moment, scale, last, mineral), entering
+    return DayQueue(young, old_sum, old_moment, scale, last, mineral), entering
 
 
 def mean_mineral_content(mineral: MineralState, f_bm,
