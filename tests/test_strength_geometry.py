@@ -76,7 +76,7 @@ def test_sideways_fall_stiffness_with_geometric_sets_matches_masks_medium_mesh()
 
 
 def test_wrong_orientation_is_a_clear_error(femur, vertebra):
-    for R in (rotation("y", 90.0), rotation("x", 180.0), np.diag([-1.0, 1.0, 1.0])):
+    for R in (rotation("y", 90.0), rotation("x", 180.0)):  # a mirrored (left) femur is found
         with pytest.raises(ValueError, match="standard orientation"):
             femur_node_sets(replace(femur, points=femur.points @ R.T))
     with pytest.raises(ValueError, match="standard orientation"):

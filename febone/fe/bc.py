@@ -62,23 +62,46 @@ class BoundaryConditions:
     def n_nodes(self) -> int:
         return int(self.fixed.shape[0])
 
-    def fix(self, nodes, components: str = "xyz") -> "BoundaryConditions":
-        """Zero displacement in ``components`` (e.g. ``"z"``, ``"xyz"``) at ``nodes``."""
-        return self.displace(nodes, **{c: 0.0 for c in components.lower()}) if components else self
+    def fix(self, nodes, components: str = "xyz", *,
+            name: str | None = None) -> "BoundaryConditions":
+        """Zero displacement in ``components`` (e.g. ``"z"``, ``"xyz"``) at ``nodes``.
+
+        ``name`` (the node set's name) only labels the error of a conflicting condition."""
+        if not components:
+            return self
+        return self.displace(nodes, **{"xyz"[k]: 0.0 for k in _components(components)}, name=name)
 
     def displace(self, nodes, x: float | None = None, y: float | None = None,
-                 z: float | None = None) -> "BoundaryConditions":
-        """Prescribe displacement components (mm) at ``nodes``; ``None`` leaves a component free."""
+                 z: float | None = None, *, name: str | None = None) -> "BoundaryConditions":
+        """Prescribe displacement components (mm) at ``nodes``; ``None`` leaves a component free.
+
+        Raises:
+            ValueError: a component already prescribed at one of the nodes with another value
+                (e.g. fixed, then displaced): the message names the set (``name``), the
+                components and both values.
+        """
         ids = _nodes(nodes, self.n_nodes)
         fixed, values = np.array(self.fixed), np.array(self.values, dtype=float)
         given = {k: v for k, v in (("x", x), ("y", y), ("z", z)) if v is not None}
         if not given:
             raise ValueError("displace: give at least one of x, y, z (mm)")
+        clashes = []
         for axis, v in given.items():
             if not np.isfinite(v):
                 raise ValueError(f"prescribed displacement {axis}={v} is not finite")
-            fixed[ids, _AXES[axis]] = True
-            values[ids, _AXES[axis]] = float(v)
+            k = _AXES[axis]
+            clash = ids[fixed[ids, k] & (values[ids, k] != float(v))]
+            if clash.size:
+                clashes.append(f"{axis} (already {values[clash[0], k]:g} mm at {clash.size} of its "
+                               f"{ids.size} nodes, e.g. node {clash[0]}; now {float(v):g} mm)")
+            fixed[ids, k] = True
+            values[ids, k] = float(v)
+        if clashes:
+            where = f"node set {name!r}" if name else f"a set of {ids.size} nodes"
+            raise ValueError(f"conflicting boundary conditions on {where}: displacement "
+                             f"{'; '.join(clashes)}. A component is either fixed or displaced, "
+                             f"once: drop one of the two conditions or use node sets that do not "
+                             f"overlap")
         return replace(self, fixed=fixed, values=values)
 
     def add_force(self, nodes, x: float = 0.0, y: float = 0.0, z: float = 0.0) -> "BoundaryConditions":

@@ -43,6 +43,8 @@ class StrengthResult:
         n_dofs, iterations, solve_seconds, device: solver figures of the linear solve.
         failed_elements: {method: ids of the elements beyond the criterion at failure}.
         node_sets: {set name: {"source": "mask" | "box" | "given" | "geometry", "nodes": n}}.
+        side: ``"right"`` or ``"left"`` for femur cases (a left femur's pose is mirrored, see
+            :meth:`LoadCase.sided`), None otherwise.
     """
 
     case: LoadCase
@@ -59,6 +61,7 @@ class StrengthResult:
     device: str
     failed_elements: dict = field(default_factory=dict)
     node_sets: dict = field(default_factory=dict)
+    side: str | None = None
 
     def summary(self) -> dict:
         """JSON-ready summary (the keys of ``febone strength --json``)."""
@@ -66,7 +69,7 @@ class StrengthResult:
                "fracture_load_N": self.fracture_load_N, "failure_region": self.failure_region,
                "n_dofs": self.n_dofs, "iterations": self.iterations,
                "solve_seconds": self.solve_seconds, "device": self.device,
-               "node_sets": self.node_sets}
+               "node_sets": self.node_sets, "side": self.side}
         if self.curve is not None:
             out["nonlinear"] = {"displacement_mm": self.curve.displacement_mm.tolist(),
                                 "force_N": self.curve.force_N.tolist(),
@@ -101,7 +104,8 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
 
     Args:
         mesh: the bone (its own frame; the case poses it).
-        case: :class:`LoadCase`.
+        case: :class:`LoadCase`; a femur case is mirrored for a left femur
+            (:meth:`LoadCase.sided`; ``result.side`` says which).
         E: (n_elements,) Young's moduli, MPa.
         nu: Poisson's ratio.
         methods: any of :data:`METHODS`.
@@ -128,6 +132,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
     mesh, sources = resolve_node_sets(mesh, case, node_sets, find=find_sets)
     set_info = {name: {"source": src, "nodes": int(np.count_nonzero(mesh.point_data[name]))}
                 for name, src in sources.items()}
+    case, side = case.sided(mesh)
     posed = case.posed(mesh)
     model = FEModel.from_mesh(posed)
     mat = LinearElastic.create(E, nu, mesh.n_elements)
@@ -181,4 +186,4 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
                                 "peak_reached": curve.peak_reached}
     return StrengthResult(case, force / case.displacement_mm, loads, regions, np.asarray(sol.u),
                           fields, np.asarray(eff), curve, model.n_dofs, int(sol.stats.iterations),
-                          solve_seconds, sol.stats.device, failed, set_info)
+                          solve_seconds, sol.stats.device, failed, set_info, side)

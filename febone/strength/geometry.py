@@ -3,7 +3,8 @@
 Meshes without point-data masks get their support and load sets from the geometry, in
 febone's standard orientation (mm; see ``meshes/README.md``):
 
-* **proximal femur** (right femur; a left one mirrored in x): shaft along ``+z``
+* **proximal femur** (right femur; a left one is found in its mirror image x → −x and
+  loaded with the mirrored pose, see ``LoadCase.sided``): shaft along ``+z``
   (proximal up), ``+x`` lateral (greater trochanter), the head at ``−x``, cut across the
   shaft at its lowest z. A sphere is fitted to the femoral head (seeded at the most medial
   surface node of the proximal half); ``head_contact`` is the 35° cap around the direction
@@ -26,7 +27,7 @@ Anything else (another orientation, another bone) is given by the user as masks 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from ..mesh.nodesets import nodes_in_box, node_set
 from ..mesh.topology import surface_nodes
 
 __all__ = ["Box", "femur_node_sets", "vertebra_node_sets", "cube_node_sets",
-           "GEOMETRIC_SETS", "resolve_node_sets"]
+           "GEOMETRIC_SETS", "resolve_node_sets", "case_set_names", "with_case_sets"]
 
 log = __import__("logging").getLogger(__name__)
 
@@ -94,11 +95,35 @@ def _orientation_hint(what: str) -> str:
 
 def femur_node_sets(mesh: Mesh) -> dict[str, np.ndarray]:
     """``head_contact``, ``head_medial``, ``trochanter_lateral``, ``distal_cut`` node ids of a
-    proximal femur in the standard orientation (module docstring).
+    proximal femur in the standard orientation (module docstring). A left femur (its proximal
+    half reaching ≥ 1.5× further to +x than to −x of the distal cut's centre: the head is at
+    +x) is searched in its mirror image x → −x, so its sets face its own medial side.
 
     Raises ValueError when no spherical head (radius 10–40 mm, rms misfit < 5 % of R + h/2
     for voxel steps) medial of the shaft, or no flat distal cut, is found.
     """
+    if not _looks_left(mesh):
+        return _right_femur_sets(mesh)
+    sets = _right_femur_sets(replace(mesh, points=mesh.points * np.array([-1.0, 1.0, 1.0])),
+                             side="left femur, searched in its mirror image")
+    log.info("left femur (head at +x): node sets found in its mirror image")
+    return sets
+
+
+def _looks_left(mesh: Mesh) -> bool:
+    """The proximal half reaches ≥ 1.5× further to +x than to −x of the lowest plane's centre."""
+    p, h = mesh.points, edge_length(mesh)
+    z = p[:, 2]
+    shaft_x = p[z <= z.min() + 0.25 * h, 0].mean()
+    x = p[z > 0.5 * (z.min() + z.max()), 0]
+    return bool(x.max() - shaft_x >= 1.5 * (shaft_x - x.min()))
+
+
+def _right_femur_sets(mesh: Mesh, side: str = "right femur") -> dict[str, np.ndarray]:
+    """:func:`femur_node_sets` of a right femur (head at −x); ``side`` for the messages."""
+    def hint(what: str) -> str:
+        return f"{_orientation_hint(what)} [searched as a {side}]"
+
     p = mesh.points
     surf = np.zeros(mesh.n_nodes, bool)
     surf[surface_nodes(mesh)] = True
@@ -106,7 +131,7 @@ def femur_node_sets(mesh: Mesh) -> dict[str, np.ndarray]:
     z = p[:, 2]
     proximal = surf & (z > 0.5 * (z.min() + z.max()))
     if proximal.sum() < 20:
-        raise ValueError(_orientation_hint("the proximal femur (too few surface nodes)"))
+        raise ValueError(hint("the proximal femur (too few surface nodes)"))
     seed = p[np.flatnonzero(proximal)[np.argmin(p[proximal, 0])]]
     chosen = surf & (np.linalg.norm(p - seed, axis=1) < 15.0)
     c, R = seed, 0.0
@@ -124,22 +149,20 @@ def femur_node_sets(mesh: Mesh) -> dict[str, np.ndarray]:
     misfit = (float(np.sqrt(np.mean((np.linalg.norm(p[chosen] - c, axis=1) - R) ** 2)))
               if chosen.sum() >= 10 else np.inf)
     if not (10.0 <= R <= 40.0 and misfit < 0.05 * R + 0.5 * h and 0.5 * R < c[0] - seed[0] < 1.5 * R):
-        raise ValueError(_orientation_hint(f"a spherical femoral head (fit: radius {R:.3g} mm, "
-                                           f"rms misfit {misfit:.3g} mm)"))
+        raise ValueError(hint(f"a spherical femoral head (fit: radius {R:.3g} mm, rms misfit "
+                              f"{misfit:.3g} mm)"))
     distal = surf & (z <= z.min() + 0.25 * h)
     span = np.ptp(p[distal, :2], axis=0) if distal.any() else np.zeros(2)
     if distal.sum() < 6 or span.min() < 2.0 * h:
-        raise ValueError(_orientation_hint(f"a flat distal cut at the lowest z (found "
-                                           f"{int(distal.sum())} nodes spanning "
-                                           f"{span.round(2).tolist()} mm)"))
+        raise ValueError(hint(f"a flat distal cut at the lowest z (found {int(distal.sum())} "
+                              f"nodes spanning {span.round(2).tolist()} mm)"))
     # the head sits medial of the shaft (offset ≈ 40 mm in adults); a sphere fitted to the
     # trochanter of a mirrored (left) femur sits on the shaft axis instead
     shaft_x = p[distal, 0].mean()
     if not c[0] < shaft_x - 0.5 * R:
-        raise ValueError(_orientation_hint(f"the femoral head medial of the shaft (the sphere "
-                                           f"found at x = {c[0]:.1f} mm is not medial of the "
-                                           f"distal cut at x = {shaft_x:.1f} mm; a left femur "
-                                           f"must be mirrored in x)"))
+        raise ValueError(hint(f"the femoral head medial of the shaft (the sphere found at "
+                              f"x = {c[0]:.1f} mm is not medial of the distal cut at "
+                              f"x = {shaft_x:.1f} mm)"))
     r = p - c
     dist = np.linalg.norm(r, axis=1)
     near_head = surf & (np.abs(dist - R) < 1.5 * h)
@@ -148,7 +171,7 @@ def femur_node_sets(mesh: Mesh) -> dict[str, np.ndarray]:
     head_medial = near_head & (-r[:, 0] >= np.cos(np.deg2rad(30.0)) * dist)
     gt_zone = surf & (z > c[2] - 1.66 * R) & (p[:, 0] > c[0] + R)
     if not gt_zone.any():
-        raise ValueError(_orientation_hint("the greater trochanter (nothing lateral of the head)"))
+        raise ValueError(hint("the greater trochanter (nothing lateral of the head)"))
     troch = gt_zone & (p[:, 0] >= p[gt_zone, 0].max() - max(4.0, 1.5 * h))
     log.info("femoral head from geometry: centre %s mm, radius %.2f mm (rms misfit %.2f mm)",
              np.round(c, 2).tolist(), R, misfit)
@@ -225,7 +248,8 @@ GEOMETRIC_SETS = {"sideways-fall": femur_node_sets, "stance": femur_node_sets,
                   "vertebral-compression": vertebra_node_sets, "compression": cube_node_sets}
 
 
-def _case_sets(case) -> list[str]:
+def case_set_names(case) -> list[str]:
+    """Names of the node sets a load case uses (loaded set, supports, ``towards``)."""
     names = [case.loaded, *(s.nodes for s in case.supports)]
     if case.towards is not None:
         names.append(case.towards)
@@ -246,7 +270,7 @@ def resolve_node_sets(mesh: Mesh, case, given=None, *, find: str = "auto"):
         raise ValueError(f"find must be 'auto', 'geometry' or 'masks'; got {find!r}")
     given = dict(given or {})
     masks, source, found = {}, {}, None
-    for name in _case_sets(case):
+    for name in case_set_names(case):
         if name in given:
             spec = given[name]
             ids = spec.nodes(mesh) if isinstance(spec, Box) else np.unique(np.asarray(spec, np.int64))
@@ -273,3 +297,19 @@ def resolve_node_sets(mesh: Mesh, case, given=None, *, find: str = "auto"):
         m[ids] = 1
         out[name] = m
     return mesh.with_point_data(**out), source
+
+
+def with_case_sets(mesh: Mesh, cases) -> Mesh:
+    """The mesh with a point-data mask for every node set of ``cases`` (names of
+    :data:`~febone.strength.loadcases.CASES` with their default options, or LoadCase objects):
+    its own masks where present, else found from the geometry (:func:`resolve_node_sets`).
+    Write it with :func:`febone.write_mesh` to give a bone without masks to ``febone run``."""
+    from .loadcases import CASES
+
+    for case in cases:
+        if isinstance(case, str):
+            if case not in CASES:
+                raise ValueError(f"unknown load case {case!r}; choose from {sorted(CASES)}")
+            case = CASES[case]()
+        mesh = resolve_node_sets(mesh, case)[0]
+    return mesh

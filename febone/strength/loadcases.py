@@ -15,7 +15,7 @@ boxes, through :func:`febone.strength.geometry.resolve_node_sets` (``strength()`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,6 +64,9 @@ class LoadCase:
         pose: 3×3 rotation applied to the mesh coordinates before loading.
         displacement_mm: magnitude of the applied displacement (linear analyses scale).
         description: what the case represents, with its source.
+        side_sets: femur cases: (head set, shaft set); the head's offset along x from the
+            shaft tells a right femur (head at −x, the standard) from a left one (head at +x),
+            whose pose :meth:`sided` mirrors. Empty for bones without a side.
     """
 
     name: str
@@ -76,6 +79,7 @@ class LoadCase:
     displacement_mm: float = 1.0
     description: str = ""
     towards: str | None = None
+    side_sets: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.axis not in _AXES:
@@ -97,10 +101,39 @@ class LoadCase:
                              f"have the same centroid along {self.axis}; give the sign explicitly")
         return float(np.sign(gap))
 
+    def sided(self, mesh: Mesh) -> tuple["LoadCase", str | None]:
+        """This case for the side of the bone: ``(case, "right" | "left" | None)``.
+
+        The standard orientation is a right femur (head at −x of the shaft). A left femur
+        (head at +x) gets the pose mirrored in x (M·pose·M, M = diag(−1, 1, 1)), so it is
+        loaded as the mirror image of a right one: same stiffness and fracture load as the
+        right femur it mirrors. ``None`` for cases without :attr:`side_sets`.
+
+        Raises:
+            ValueError: the head set lies neither medial nor lateral of the shaft set (less
+                than 0.1 × their distance apart along x) while the pose is not mirror
+                symmetric, so the side matters and cannot be told.
+        """
+        if not self.side_sets:
+            return self, None
+        head, shaft = self.side_sets
+        gap = (mesh.points[node_set(mesh, head)].mean(axis=0)
+               - mesh.points[node_set(mesh, shaft)].mean(axis=0))
+        M = np.diag([-1.0, 1.0, 1.0])
+        mirrored = M @ np.asarray(self.pose) @ M
+        if abs(gap[0]) < 0.1 * np.linalg.norm(gap) and not np.allclose(mirrored, self.pose):
+            raise ValueError(
+                f"load case {self.name}: cannot tell a right from a left femur: the head set "
+                f"{head!r} lies {gap[0]:+.3g} mm along x from the shaft set {shaft!r} (standard "
+                f"orientation: the head medial, at −x for a right femur, +x for a left one; "
+                f"shaft along +z); rotate the mesh into that orientation (meshes/README.md)")
+        if gap[0] < 0:
+            return self, "right"
+        return replace(self, pose=mirrored,
+                       description=self.description + " (left femur: pose mirrored in x)"), "left"
+
     def posed(self, mesh: Mesh) -> Mesh:
         """The mesh rotated into the loading pose (rotation about its centroid)."""
-        from dataclasses import replace
-
         c = mesh.points.mean(axis=0)
         return replace(mesh, points=(mesh.points - c) @ np.asarray(self.pose).T + c)
 
@@ -109,11 +142,11 @@ class LoadCase:
         d = self.displacement_mm if displacement_mm is None else displacement_mm
         bcs = BoundaryConditions.empty(mesh.n_nodes)
         for s in self.supports:
-            bcs = bcs.fix(node_set(mesh, s.nodes), s.components)
+            bcs = bcs.fix(node_set(mesh, s.nodes), s.components, name=s.nodes)
         loaded = node_set(mesh, self.loaded)
         if self.loaded_fixed:
-            bcs = bcs.fix(loaded, self.loaded_fixed)
-        return bcs.displace(loaded, **{self.axis: self.load_sign(mesh) * d})
+            bcs = bcs.fix(loaded, self.loaded_fixed, name=self.loaded)
+        return bcs.displace(loaded, **{self.axis: self.load_sign(mesh) * d}, name=self.loaded)
 
     def measured_force(self, reactions, mesh: Mesh):
         """Force on the loaded set along the load direction, N (positive: the bone resists)."""
@@ -136,6 +169,7 @@ def sideways_fall(adduction_deg: float = 10.0, internal_rotation_deg: float = 15
     return LoadCase(
         "sideways-fall", trochanter, "x", 1.0,
         (Support(head, "x"), Support(distal, "z")), loaded_fixed="y", pose=pose, towards=head,
+        side_sets=(head, distal),
         description=(f"sideways fall: shaft adducted {adduction_deg}°, internally rotated "
                      f"{internal_rotation_deg}°; trochanter displaced towards the head, head "
                      f"supported along the load, distal cut supported axially"))
@@ -146,7 +180,7 @@ def stance(angle_deg: float = 20.0, *, head: str = "head_contact", distal: str =
     the frontal plane (Bergmann 2001 peak ≈ 2.5–3 × body weight), distal cut clamped."""
     return LoadCase(
         "stance", head, "z", -1.0, (Support(distal, "xyz"),), pose=rotation("y", angle_deg),
-        towards=distal,
+        towards=distal, side_sets=(head, distal),
         description=f"single-leg stance: head loaded {angle_deg}° from the shaft axis, distal clamped")
 
 
