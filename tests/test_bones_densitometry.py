@@ -4,7 +4,7 @@ import pytest
 
 import febone as fb
 from febone.bones import areal_bmd, t_score, volumetric_bmd
-from febone.bones.densitometry import project_columns
+from febone.bones.densitometry import element_density, project_columns
 
 
 def box(shape, size, cell_type, rho=1.0, origin=(0.0, 0.0, 0.0)):
@@ -89,3 +89,15 @@ def test_bad_inputs():
         areal_bmd(mesh, "femoral_neck")
     with pytest.raises(ValueError, match="density_g_cm3"):
         areal_bmd(fb.box_mesh((1, 1, 1)))
+
+
+def test_element_density_reads_a_field_or_an_array_and_checks_it():
+    mesh = box((2, 1, 1), (10.0, 10.0, 10.0), "hex8", rho=0.8)
+    np.testing.assert_array_equal(element_density(mesh), [0.8, 0.8])
+    np.testing.assert_array_equal(element_density(mesh, np.array([0.5, 1.0])), [0.5, 1.0])
+    with pytest.raises(ValueError, match="mg/cm³"):
+        element_density(mesh, np.array([0.5, 1200.0]))
+    with pytest.raises(ValueError, match="shape"):
+        element_density(mesh, np.ones(3))
+    with pytest.raises(ValueError, match="no cell data 'rho'"):
+        element_density(mesh, "rho")

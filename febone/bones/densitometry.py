@@ -28,7 +28,7 @@ from ..mesh import Mesh
 
 __all__ = ["ArealBMD", "REFERENCE_POPULATIONS", "ASH_FRACTION", "areal_bmd", "areal_bmd_implicit",
            "volumetric_bmd", "t_score", "project_columns", "column_chords", "ColumnChords",
-           "dxa_scan", "DXAScan"]
+           "dxa_scan", "DXAScan", "element_density"]
 
 #: mineral (ash) density / apparent density
 ASH_FRACTION = 0.6
@@ -248,7 +248,17 @@ def _region_mask(mesh: Mesh, region) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _density(mesh: Mesh, density) -> np.ndarray:
+def element_density(mesh: Mesh, density="density_g_cm3") -> np.ndarray:
+    """The apparent density of every element, (n_elements,) g/cm³, checked.
+
+    Args:
+        mesh: the mesh.
+        density: the name of a cell-data field of ``mesh`` or an (n_elements,) array, g/cm³.
+
+    Raises:
+        ValueError: a missing field, a wrong shape, negative or non-finite values, or values
+            above 3 g/cm³ (mg/cm³ or HU by mistake), each with the fix.
+    """
     if isinstance(density, str):
         if density not in mesh.cell_data:
             raise ValueError(f"the mesh has no cell data {density!r} (apparent density, "
@@ -264,6 +274,11 @@ def _density(mesh: Mesh, density) -> np.ndarray:
         raise ValueError(f"densities up to {rho.max():.4g} look like mg/cm³ or HU, not g/cm³ "
                          f"(bone tissue is ≤ 2.1 g/cm³); convert them first")
     return rho
+
+
+#: the former private name, kept only for remodel/simulation.py and study/model.py as last
+#: committed; remove it once their rewrite (which calls element_density) is in
+_density = element_density
 
 
 def areal_bmd(mesh: Mesh, region=None, *, rotation_deg: float = 0.0, pixel_mm: float = 0.5,
@@ -309,7 +324,7 @@ class DXAScan:
         """:class:`ArealBMD` for ``density`` (cell-data name or (n_elements,) g/cm³)."""
         if not 0 < ash_fraction <= 1:
             raise ValueError(f"ash_fraction must lie in (0, 1]; got {ash_fraction}")
-        rho = _density(self.mesh, density)
+        rho = element_density(self.mesh, density)
         (mass,) = self.chords.integrate(ash_fraction * rho)
         return _measure(mass, self.bone_len, self.region_len, self.pixel_mm)
 
@@ -385,7 +400,7 @@ def volumetric_bmd(mesh: Mesh, region=None, *, density="density_g_cm3",
     mask = _region_mask(mesh, region)
     if not mask.any():
         raise ValueError(f"region {region!r} selects no element")
-    rho = _density(mesh, density)
+    rho = element_density(mesh, density)
     if volumes is None:
         from ..mesh.validate import jacobian_determinants
 
