@@ -82,7 +82,7 @@ def run(args) -> int:
                       keep_largest=not args.keep_islands, E=args.E, nu=args.nu,
                       displacement=args.displacement, strain=args.strain, axis=args.axis,
                       solver=solver, out=args.out, key=args.key)
-    payload = result.to_json_dict()
+    payload = result.summary()
     if args.out:
         from ..mesh.io import read_mesh
         from ._pictures import write_pictures

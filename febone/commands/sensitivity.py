@@ -100,7 +100,7 @@ def run(args) -> int:
     print(f"{label}: {study.stim.volumes.shape[0]} elements, {study.n_steps} steps of "
           f"{study.settings.step_days} days ({study.years:.2f} y); outcome {args.outcome}; "
           f"compiling ...", file=sys.stderr, flush=True)
-    res = sensitivity(study, names, args.outcome, check=args.check).to_dict()
+    res = sensitivity(study, names, args.outcome, check=args.check).summary()
     print(f"{res['outcome']} = {res['value']:.6g}  (forward {res['forward_seconds']:.2f} s, "
           f"gradient {res['gradient_seconds']:.2f} s = "
           f"{res['gradient_seconds'] / res['forward_seconds']:.2f}× forward; compile "

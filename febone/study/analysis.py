@@ -123,7 +123,8 @@ class SensitivityResult:
     n_steps: int = 0
     device: str = ""
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """The result, JSON-ready (the name every febone result uses)."""
         return {"outcome": self.outcome, "value": self.value, "parameters": self.parameters,
                 "forward_seconds": self.forward_seconds,
                 "gradient_seconds": self.gradient_seconds,

@@ -90,8 +90,8 @@ class CompressionResult:
     u: jax.Array
     effective_strain: jax.Array
 
-    def to_json_dict(self) -> dict:
-        """The scalar results (JSON-serialisable)."""
+    def summary(self) -> dict:
+        """The scalar results, JSON-ready (the name every febone result uses)."""
         keys = ["reaction_force_N", "apparent_modulus_MPa", "bv_tv", "n_dofs", "iterations",
                 "solve_seconds", "wall_seconds", "device", "peak_memory_bytes",
                 "failure_load_N", "effective_strain_2pct", "compile_seconds", "residual",
