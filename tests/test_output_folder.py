@@ -1,6 +1,7 @@
 """One run per output folder (febone.commands.output_folder): the manifest records exactly the
 run's files, --overwrite removes those and nothing else, the lock keeps a second run out and
 dies with its process, a user's files are never touched."""
+import errno
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import textwrap
 
 import pytest
 
+import febone.commands.output_folder as output_folder
 from febone.commands.output_folder import MANIFEST, OutputFolder, OutputFolderError
 
 
@@ -128,3 +130,16 @@ def test_a_file_named_as_the_folder(tmp_path):
     (tmp_path / "r").write_text("x")
     with pytest.raises(OutputFolderError, match="is a file, not a folder"):
         OutputFolder(tmp_path / "r", command="run").open()
+
+
+def test_a_failed_run_keeps_its_own_error_when_the_manifest_cannot_be_written(tmp_path,
+                                                                              monkeypatch):
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    with pytest.raises(RuntimeError, match="the run's own error"):
+        with OutputFolder(tmp_path, command="run"):
+            monkeypatch.setattr(output_folder, "atomic_write_json", full)
+            raise RuntimeError("the run's own error")
+    monkeypatch.undo()
+    with OutputFolder(tmp_path, command="run", mode="resume"):   # the lock was released
+        pass

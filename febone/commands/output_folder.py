@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import fnmatch
 import json
+import logging
 import os
 import socket
 import time
@@ -35,6 +36,8 @@ from ..files import atomic_write_json, check_writable, is_temporary
 
 __all__ = ["OutputFolder", "OutputFolderError", "output_folder", "add_overwrite_option",
            "run_with_outputs", "MANIFEST", "LOCK", "MODES"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = ".febone-run.json"
 LOCK = ".febone-run.lock"
@@ -104,6 +107,11 @@ class OutputFolder:
             return
         try:
             self.update("complete" if complete else "interrupted")
+        except OSError as err:
+            if complete:
+                raise
+            # the run already failed (often the same full disk): keep its error, not this one
+            log.warning("could not record the files of the run in %s: %s", self.path, err)
         finally:
             self._unlock()
 
