@@ -8,7 +8,8 @@ import pytest
 from febone.cli import main
 from febone.voxel import VoxelPCG, compress, pistoia_failure_load
 
-KEYS = {"reaction_force_N", "apparent_modulus_MPa", "bv_tv", "n_dofs", "iterations",
+KEYS = {"reaction_force_N", "apparent_modulus_MPa", "bv_tv_model", "bv_tv_image",
+        "removed_voxels", "n_dofs", "iterations",
         "solve_seconds", "wall_seconds", "device", "peak_memory_bytes", "failure_load_N"}
 
 
@@ -31,7 +32,8 @@ def test_cli_writes_json_and_vtu(tmp_path, capsys):
     assert KEYS <= set(result)
     assert json.loads(capsys.readouterr().out) == result
     mask = specimen()
-    assert result["bv_tv"] == pytest.approx(mask.mean())
+    assert result["bv_tv_model"] == result["bv_tv_image"] == pytest.approx(mask.mean())
+    assert result["removed_voxels"] == 0
     # Rigorous energy bounds for this displacement-driven test: the uniaxial-strain field
     # u_z = −εz is kinematically admissible, so E_app ≤ M·BV/TV with the constrained modulus
     # M = E(1−ν)/((1+ν)(1−2ν)); uniaxial stress confined to the four strut columns is
@@ -72,6 +74,6 @@ def test_trabecular_sample_multigrid_matches_jacobi(shared_data):
     jac = compress(path, solver=VoxelPCG(rtol=1e-9, preconditioner="jacobi"), **kw)
     assert mg.reaction_force_N == pytest.approx(jac.reaction_force_N, rel=1e-6)
     assert mg.iterations < jac.iterations / 3
-    assert 0.1 < mg.bv_tv < 0.35
+    assert 0.1 < mg.bv_tv_model <= mg.bv_tv_image < 0.35
     # human trabecular bone: apparent modulus 10-3000 MPa (Morgan 2003 range), far below E
     assert 10 < mg.apparent_modulus_MPa < 3000

@@ -107,10 +107,10 @@ def test_void_load_path_and_islands_are_reported():
         compress_mask(mask, 0.1, strain=0.01)
     mask = np.zeros((6, 4, 4), bool)
     mask[:, 0, 0] = True
-    mask[:, 3, 3] = True  # two separate columns
-    with pytest.raises(ValueError, match="face-connected parts"):
+    mask[1:, 3, 3] = True  # a column that misses the fixed plane
+    with pytest.raises(ValueError, match="face-connected pieces, 1 of which"):
         compress_mask(mask, 0.1, strain=0.01)
-    with pytest.raises(ValueError, match="face-connected parts"):
-        compress(VoxelImage(mask, (0.1, 0.1, 0.1)), keep_largest=False, strain=0.01)
+    with pytest.raises(ValueError, match="do not touch the fixed first z-plane"):
+        compress(VoxelImage(mask, (0.1, 0.1, 0.1)), keep_islands=True, strain=0.01)
     with pytest.raises(ValueError, match="exactly one"):
         compress_mask(np.ones((3, 3, 3), bool), 0.1)

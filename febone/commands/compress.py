@@ -39,13 +39,16 @@ def register(subparsers) -> None:
     p.add_argument("--calibration", type=float, nargs=2, metavar=("A", "B"),
                    help="HU calibration rho = A + B*HU (g/cm3); the threshold is then g/cm3")
     p.add_argument("--keep-islands", action="store_true",
-                   help="do not drop components other than the largest (errors if any)")
+                   help="do not remove pieces of bone that miss the fixed first plane "
+                        "(unsupported; then an error). By default they are removed and counted "
+                        "in removed_voxels; every piece touching that plane is kept")
     p.add_argument("--E", type=float, default=18000.0, help="tissue modulus, MPa (18000)")
     p.add_argument("--nu", type=float, default=0.3, help="Poisson's ratio (0.3)")
     load = p.add_mutually_exclusive_group(required=True)
     load.add_argument("--displacement", type=float, metavar="MM",
-                      help="shortening of the specimen along the axis, mm")
-    load.add_argument("--strain", type=float, metavar="S", help="apparent strain, e.g. 0.01")
+                      help="shortening of the specimen along the axis, mm (positive)")
+    load.add_argument("--strain", type=float, metavar="S",
+                      help="apparent compressive strain, positive, e.g. 0.01 (1 %% shorter)")
     p.add_argument("--axis", choices=["x", "y", "z"], default="z", help="load axis (z)")
     p.add_argument("--rtol", type=float, default=1e-8, help="CG relative tolerance (1e-8)")
     p.add_argument("--preconditioner", choices=["multigrid", "jacobi", "none"],
@@ -79,7 +82,7 @@ def run(args) -> int:
                       max_iter=args.max_iter, progress=not args.quiet)
     result = compress(Path(args.image), size, threshold=_threshold(args.threshold),
                       sigma=args.sigma, resample=args.resample, calibration=args.calibration,
-                      keep_largest=not args.keep_islands, E=args.E, nu=args.nu,
+                      keep_islands=args.keep_islands, E=args.E, nu=args.nu,
                       displacement=args.displacement, strain=args.strain, axis=args.axis,
                       solver=solver, out=args.out, key=args.key)
     payload = result.summary()

@@ -25,7 +25,7 @@ from .image import Segmentation, VoxelImage, load_image, segment
 from .operator import center_gradient, element_energy, element_stiffness, gather_corners, lame_unit
 from .solve import VoxelPCG, compile_voxel_solve, voxel_reactions
 
-__all__ = ["CompressionResult", "compress", "compress_mask", "effective_strain",
+__all__ = ["CompressionResult", "compress", "compress_mask", "supported_pieces", "effective_strain",
            "pistoia_failure_load", "PISTOIA_STRAIN", "PISTOIA_FRACTION"]
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,11 @@ class CompressionResult:
         apparent_modulus_MPa: (F/A)/(δ/L).
         failure_load_N: Pistoia 2002 estimate.
         effective_strain_2pct: effective strain exceeded by 2 % of the bone volume.
-        bv_tv: bone volume fraction of the box.
+        bv_tv_model: bone volume fraction of the box in the model (after removing the
+            unsupported pieces).
+        bv_tv_image: bone volume fraction of the segmented image (before that removal).
+        removed_voxels: bone voxels removed as unsupported (pieces not touching the fixed
+            plane), 0 for a mask given to :func:`compress_mask`.
         n_dofs: 3 × active nodes (constrained ones included).
         n_voxels: bone voxels.
         iterations: CG iterations.
@@ -71,7 +75,9 @@ class CompressionResult:
     apparent_modulus_MPa: float
     failure_load_N: float
     effective_strain_2pct: float
-    bv_tv: float
+    bv_tv_model: float
+    bv_tv_image: float
+    removed_voxels: int
     n_dofs: int
     n_voxels: int
     iterations: int
@@ -92,7 +98,8 @@ class CompressionResult:
 
     def summary(self) -> dict:
         """The scalar results, JSON-ready (the name every febone result uses)."""
-        keys = ["reaction_force_N", "apparent_modulus_MPa", "bv_tv", "n_dofs", "iterations",
+        keys = ["reaction_force_N", "apparent_modulus_MPa", "bv_tv_model", "bv_tv_image",
+                "removed_voxels", "n_dofs", "iterations",
                 "solve_seconds", "wall_seconds", "device", "peak_memory_bytes",
                 "failure_load_N", "effective_strain_2pct", "compile_seconds", "residual",
                 "n_voxels", "peak_rss_bytes", "axis", "applied_displacement_mm", "threshold"]
@@ -145,16 +152,45 @@ def _peak_rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def _check_connected(mask: np.ndarray) -> None:
+def _pieces(mask: np.ndarray, axis: str) -> tuple[np.ndarray, int, np.ndarray]:
+    """Face-connected pieces of bone: (labels, count, (count,) bool: touches the fixed plane,
+    the first node plane along ``axis``)."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
-        raise ValueError(f"the bone mask has {n} face-connected parts (sizes {sizes[:5].tolist()}"
-                         f"{' ...' if n > 5 else ''} voxels); islands have no support and make "
-                         f"the stiffness singular. Keep the largest component (segment(..., "
-                         f"keep_largest=True); CLI default) or clean the mask")
+    labels, n = ndimage.label(mask)  # default structure: 6-connectivity in 3-D
+    first = np.unique(np.take(labels, 0, axis=AXES[axis]))
+    supported = np.isin(np.arange(1, n + 1), first)
+    return labels, int(n), supported
+
+
+def supported_pieces(mask, axis: str = "z") -> tuple[np.ndarray, int, int]:
+    """Keep every face-connected piece of bone that touches the fixed plane (the first node
+    plane along ``axis``, held in all components); drop the others, which would be
+    unconstrained: pieces touching only the loaded plane slide sideways, floating ones move
+    freely. Every piece that connects the two loaded planes is kept, so two load-bearing
+    pieces both carry load.
+
+    Returns:
+        (mask, number of pieces before, voxels removed).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if axis not in AXES:
+        raise ValueError(f"axis must be 'x', 'y' or 'z'; got {axis!r}")
+    labels, n, supported = _pieces(mask, axis)
+    keep = np.isin(labels, 1 + np.flatnonzero(supported))
+    return keep, n, int(mask.sum() - keep.sum())
+
+
+def _check_supported(mask: np.ndarray, axis: str) -> None:
+    labels, n, supported = _pieces(mask, axis)
+    if not supported.all():
+        sizes = np.sort(np.bincount(labels.ravel())[1:][~supported])[::-1]
+        raise ValueError(f"the bone mask has {n} face-connected pieces, {sizes.size} of which "
+                         f"(sizes {sizes[:5].tolist()}{' ...' if sizes.size > 5 else ''} voxels) "
+                         f"do not touch the fixed first {axis}-plane: they have no support and "
+                         f"make the stiffness singular. Remove them (compress(..., "
+                         f"keep_islands=False), the CLI default; febone.voxel.compress."
+                         f"supported_pieces) or clean the mask")
 
 
 def _check_load_path(mask: np.ndarray, axis: str) -> None:
@@ -163,21 +199,26 @@ def _check_load_path(mask: np.ndarray, axis: str) -> None:
     last = np.take(mask, mask.shape[dim] - 1, axis=dim).any()
     if not (first and last):
         which = "first" if not first else "last"
-        raise ValueError(f"the bone does not reach the {which} {axis}-face of the image: the "
-                         f"load path along {axis} is all void, so the specimen cannot be "
-                         f"compressed; crop the image to the bone or choose another --axis")
+        raise ValueError(f"the bone does not reach the {which} {axis}-face of the image (no "
+                         f"piece of it connects the two faces): the load path along {axis} is "
+                         f"void, so the specimen cannot be compressed; crop the image to the "
+                         f"bone or choose another --axis")
 
 
 def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | None = None,
                   strain: float | None = None, axis: str = "z",
                   solver: VoxelPCG | None = None, out: str | Path | None = None,
-                  segmentation: Segmentation | None = None,
+                  segmentation: Segmentation | None = None, removed_voxels: int = 0,
                   start: float | None = None) -> CompressionResult:
     """Compression test of a bone mask (see :func:`compress` for the arguments).
 
     Args:
-        mask: (nz, ny, nx) bool, connected (use :func:`segment` to clean it).
+        mask: (nz, ny, nx) bool; every face-connected piece must touch the fixed first plane
+            along ``axis`` (:func:`supported_pieces` keeps those).
         E: tissue modulus, MPa: scalar, or (nz, ny, nx) / (n_voxels,) per voxel.
+        displacement, strain: shortening (mm) or apparent compressive strain, both positive
+            (a negative value, tension, is refused).
+        removed_voxels: voxels the caller removed before (reported in the result).
     """
     start = time.perf_counter() if start is None else start
     if axis not in AXES:
@@ -185,15 +226,19 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
     if (displacement is None) == (strain is None):
         raise ValueError("give exactly one of displacement (mm shortening) or strain "
                          "(apparent strain, e.g. 0.01)")
+    given, value = (("displacement", displacement) if displacement is not None
+                    else ("strain", strain))
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{given} {value:g}: a compression test takes the shortening as a "
+                         f"finite positive number (strain 0.01 = 1 % shorter); a negative value "
+                         f"would be tension, which febone compress does not model (the Pistoia "
+                         f"failure load is a compressive criterion)")
     grid = VoxelGrid.create(np.asarray(mask), voxel_size)
-    _check_connected(grid.mask)
+    _check_supported(grid.mask, axis)
     _check_load_path(grid.mask, axis)
     dim = AXES[axis]
     length = grid.shape[dim] * grid.voxel_size[dim]
     delta = float(displacement) if displacement is not None else float(strain) * length
-    delta = abs(delta)
-    if not delta > 0:
-        raise ValueError("the applied displacement/strain must be non-zero")
     area = float(np.prod([grid.shape[d] * grid.voxel_size[d] for d in range(3) if d != dim]))
     E_arr = np.asarray(E, dtype=float)
     if E_arr.ndim == 0:
@@ -228,7 +273,9 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         write_fields(out, grid, model, E_vox, nu, sol.u, eff)
     result = CompressionResult(
         reaction_force_N=force, apparent_modulus_MPa=float(modulus), failure_load_N=fail,
-        effective_strain_2pct=eps2, bv_tv=grid.bv_tv, n_dofs=model.n_dofs,
+        effective_strain_2pct=eps2, bv_tv_model=grid.bv_tv,
+        bv_tv_image=grid.bv_tv if segmentation is None else segmentation.bv_tv,
+        removed_voxels=removed_voxels, n_dofs=model.n_dofs,
         n_voxels=grid.n_voxels, iterations=int(sol.stats.iterations),
         residual=float(sol.stats.residual), solve_seconds=float(sol.stats.seconds),
         compile_seconds=compile_seconds, wall_seconds=0.0, device=device_description(),
@@ -241,7 +288,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
 
 def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
              sigma: float = 0.0, resample: int = 1, calibration: tuple | None = None,
-             keep_largest: bool = True, E=18000.0, nu=0.3, displacement: float | None = None,
+             keep_islands: bool = False, E=18000.0, nu=0.3, displacement: float | None = None,
              strain: float | None = None, axis: str = "z", solver: VoxelPCG | None = None,
              out: str | Path | None = None, key: str | None = None) -> CompressionResult:
     """Uniaxial compression test of a micro-CT image.
@@ -250,8 +297,10 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
         image: path (.npy/.npz/.tif/.nii[.gz]), (nz, ny, nx) array (z, y, x) or
             :class:`VoxelImage`: boolean mask, grey values or HU (with ``calibration``).
         voxel_size: (dz, dy, dx) or scalar, mm (read from the file when it has one).
-        threshold, sigma, resample, calibration, keep_largest: segmentation
-            (:func:`febone.voxel.segment`).
+        threshold, sigma, resample, calibration: segmentation (:func:`febone.voxel.segment`).
+        keep_islands: keep pieces of bone that do not touch the fixed plane (then an error);
+            by default they are removed (:func:`supported_pieces`) and the count reported
+            in ``removed_voxels``; every piece touching the fixed plane is kept.
         E: tissue Young's modulus, MPa (scalar; or per voxel of the segmented grid).
         nu: Poisson's ratio.
         displacement: shortening of the specimen, mm; or ``strain``: apparent strain.
@@ -270,13 +319,17 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
     elif not isinstance(image, VoxelImage):
         image = VoxelImage(np.asarray(image), None, "image")
     seg = segment(image, voxel_size, sigma=sigma, resample=resample, threshold=threshold,
-                  calibration=calibration, keep_largest=keep_largest)
-    if seg.removed_voxels:
-        log.warning("removed %d island voxels (%d components; kept the largest)",
-                    seg.removed_voxels, seg.n_components)
-    return compress_mask(seg.mask, seg.voxel_size, E=E, nu=nu, displacement=displacement,
+                  calibration=calibration, keep_largest=False)
+    mask, removed = seg.mask, 0
+    if not keep_islands:
+        mask, n, removed = supported_pieces(seg.mask, axis)
+        if removed:
+            log.warning("removed %d bone voxels (%.2f %% of the bone) in pieces of bone that do "
+                        "not touch the fixed %s-plane (unsupported; %d pieces in all)", removed,
+                        100.0 * removed / seg.mask.sum(), axis, n)
+    return compress_mask(mask, seg.voxel_size, E=E, nu=nu, displacement=displacement,
                          strain=strain, axis=axis, solver=solver, out=out, segmentation=seg,
-                         start=start)
+                         removed_voxels=removed, start=start)
 
 
 def write_fields(out, grid: VoxelGrid, model: VoxelModel, E_vox, nu, u, eff) -> Path:

@@ -44,6 +44,14 @@ def _check_3d(data: np.ndarray, source: str) -> np.ndarray:
                          f"Give a stack of slices (a 3-D array, multi-page TIFF or NIfTI volume)")
     if data.dtype.kind not in "biuf":
         raise TypeError(f"{source}: image dtype {data.dtype} is not boolean or numeric")
+    if data.dtype.kind == "f":
+        bad = ~np.isfinite(data)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{source}: {int(bad.sum())} voxels are NaN or inf (the first at "
+                             f"(z, y, x) = {first}); replace them with a background value "
+                             f"(e.g. numpy.nan_to_num(image, nan=image[numpy.isfinite(image)]"
+                             f".min())) or crop them away before segmenting")
     return data
 
 
