@@ -156,7 +156,8 @@ def test_worded_defaults():
     assert v.bone.law == "morgan-vertebra" and v.strength.cases == ("vertebral-compression",)
     assert [(c.case, c.magnitude_bw) for c in v.load_cases] == [("vertebral-compression", 1.0)]
     for drug in ("denosumab", "estradiol-transdermal", "gonadorelin"):  # unit, interval from DRUGS
-        t = load_scenario(f'[[treatments]]\ndrug = "{drug}"\ndose = 1\n').treatments[0]
+        dose = DRUGS[drug].typical_dose  # a bare number: the canonical unit
+        t = load_scenario(f'[[treatments]]\ndrug = "{drug}"\ndose = {dose}\n').treatments[0]
         assert (t.unit, t.interval_days) == (DRUGS[drug].unit, DRUGS[drug].typical_interval_days)
     ex = load_scenario('[lifestyle]\nexercise = "resistance"\n').treatments[0]
     assert ex.dose == DRUGS["exercise-resistance"].typical_dose

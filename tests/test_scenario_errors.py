@@ -80,7 +80,8 @@ def test_stop_before_start_and_conflicting_times():
 def test_treatment_starting_after_the_run_ends():
     _err('[simulation]\nduration = "5 years"\n[[treatments]]\ndrug = "denosumab"\n'
          'dose = "60 mg"\nstart = "6 years"\n', "treatments[0].start",
-         "lengthen [simulation] duration", line=6)
+         "denosumab starts at 6 years, when the run (5 years) is over; start it earlier or "
+         "run longer than 6 years (febone run --years, or [simulation] duration", line=6)
 
 
 def test_start_after_menopause_before_the_run():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..remodel.patient import SEXES, Patient
 from ..remodel.treatments import DRUGS, Treatment
+from .doses import check_dose
 from .model import BoneSpec, LoadCaseSpec, Scenario, StrengthSpec
 from .units import (DAYS_PER_YEAR, G, ScenarioError, closest, dose_unit_spelling, parse_dose,
                     parse_duration_days, parse_duration_years, parse_force, parse_interval_days,
@@ -76,6 +77,8 @@ _BONE_KINDS = {
 #: (science.md §6, lower end); lumbar compression in relaxed standing ≈ 1 BW (Wilke et al.
 #: 1999, Spine 24:755: 0.5 MPa intradiscal pressure). Other cases need an explicit magnitude.
 DEFAULT_MAGNITUDE_BW = {"stance": 2.5, "vertebral-compression": 1.0}
+#: Oldest age a run may reach, years (the Patient's age range; hormone curves end there).
+MAX_AGE_YEARS = 110.0
 _MESH_SUFFIXES = (".vtu", ".vtk", ".xdmf", ".xmf", ".msh", ".inp", ".med", ".mesh")
 
 
@@ -146,7 +149,15 @@ def load_scenario(path_or_text) -> Scenario:
             raise ScenarioError(str(path), "", "no such scenario file (give a .toml path or TOML "
                                                "text; `febone.scenario.PROTOCOLS` lists the "
                                                "built-in protocols)")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            line = err.object[:err.start].count(b"\n") + 1
+            byte = err.object[err.start]
+            raise ScenarioError(str(path), "", f"not UTF-8 text (byte {byte:#04x}); scenario "
+                                               f"files are UTF-8 TOML: save it as UTF-8 (e.g. "
+                                               f"iconv -f latin1 -t utf-8 {path} > "
+                                               f"{path.stem}_utf8.toml)", line=line) from None
         source, base_dir, default_name = str(path), path.resolve().parent, path.stem
     elif isinstance(path_or_text, str):
         text, source, base_dir, default_name = path_or_text, "<scenario text>", Path.cwd(), "scenario"
@@ -477,7 +488,7 @@ def _simulation(doc: dict, ctx: _Ctx, default_years: float) -> tuple[float, floa
     if not 0 < years <= 100:
         raise ctx.err("simulation.duration", f"must be in (0, 100] years; got {years:g} years")
     out = _years(t["output_interval"], ctx, "simulation.output_interval") \
-        if "output_interval" in t else DEFAULTS["simulation.output_interval_years"]
+        if "output_interval" in t else min(DEFAULTS["simulation.output_interval_years"], years)
     if not 0 < out <= years + 1e-12:
         raise ctx.err("simulation.output_interval", f"must be positive and at most the duration "
                                                     f"({years:g} years); got {out:g} years")
@@ -559,8 +570,10 @@ def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
     if start < 0:
         raise ctx.err(k("start"), f"must be ≥ 0 (years from the scenario start); got {start:g}")
     if start >= years - 1e-9:
-        raise ctx.err(k("start"), f"starts at {_yrs(start)}, when the run ({_yrs(years)}) is "
-                                  f"over; start earlier or lengthen [simulation] duration")
+        raise ctx.err(k("start"), f"{drug} starts at {_yrs(start)}, when the run "
+                                  f"({_yrs(years)}) is over; start it earlier or run longer "
+                                  f"than {_yrs(start)} (febone run --years, or [simulation] "
+                                  f"duration in a scenario file)")
     if "stop" in t and "duration" in t:
         raise ctx.err(k("duration"), "give stop or duration, not both")
     stop = None
@@ -573,10 +586,17 @@ def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
         raise ctx.err(which, f"the treatment stops at {_yrs(stop)}, not after its start "
                              f"({_yrs(start)}); stop must come after start")
     try:
-        return Treatment.create(drug, dose, unit, interval_days=interval, start_years=start,
-                                stop_years=stop)
+        treatment = Treatment.create(drug, dose, unit, interval_days=interval, start_years=start,
+                                     stop_years=stop)
     except (TypeError, ValueError) as e:
         raise ctx.err(key, str(e)) from None
+    try:
+        warning = check_dose(treatment)
+    except ValueError as e:
+        raise ctx.err(k("dose"), str(e)) from None
+    if warning:
+        log.warning("%s", ctx.err(k("dose"), warning))
+    return treatment
 
 
 def _lifestyle(doc: dict, ctx: _Ctx, patient: Patient, years: float) -> list:
@@ -677,6 +697,14 @@ def _build(doc: dict, ctx: _Ctx, base_dir: Path) -> Scenario:
         raise ctx.err("description", f"must be a string; got {description!r}")
     years, out_years, step = _simulation(doc, ctx, default_years)
     patient = _patient(doc, protocols, ctx)
+    end_age = patient.age_years + years
+    if end_age > MAX_AGE_YEARS + 1e-9:
+        raise ctx.err("simulation.duration",
+                      f"the patient would be {end_age:g} years old at the end of the run (age "
+                      f"{patient.age_years:g} + {_yrs(years)}), past {MAX_AGE_YEARS:g}, where "
+                      f"febone's hormone and cell models end; shorten the run to at most "
+                      f"{_yrs(MAX_AGE_YEARS - patient.age_years)} ([simulation] duration; "
+                      f"febone run --years) or start younger ([patient] age)")
     bone, kind = _bone(doc, ctx, base_dir)
     load_cases = _load_cases(doc, ctx, kind, patient.body_mass_kg * G)
     strength = _strength(doc, ctx, kind)
