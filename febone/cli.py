@@ -44,8 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, RuntimeError) as err:
         print(f"febone {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # file-system faults: the path, what went wrong, the fix
+        from .files import describe_os_error
+
+        where = next((f"writing {getattr(args, k)}" for k in ("out", "json")
+                      if getattr(args, k, None) is not None), None)
+        print(f"febone {args.command}: error: {describe_os_error(err, context=where)}",
+              file=sys.stderr)
         return 1
 
 

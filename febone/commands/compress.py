@@ -15,6 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
+from ..files import atomic_write_text
+from .output_folder import add_overwrite_option, run_with_outputs
+
 __all__ = ["register", "run"]
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-iter", type=int, default=None, help="CG iteration cap")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--out", metavar="DIR", help="write compression.vtu with the fields")
+    add_overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=run)
 
@@ -70,6 +74,10 @@ def _threshold(value: str):
 
 
 def run(args) -> int:
+    return run_with_outputs(args, _run, command="compress", expected=["compression.vtu", "*.png"])
+
+
+def _run(args) -> int:
     from ..voxel.compress import compress
     from ..voxel.solve import VoxelPCG
 
@@ -97,7 +105,6 @@ def run(args) -> int:
         payload["pictures"] = [str(p) for p in pictures]
     text = json.dumps(payload, indent=2)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        atomic_write_text(args.json, text + "\n")
     sys.stdout.write(text + "\n")
     return 0

@@ -14,11 +14,15 @@ density-change animation, trajectory plots and a report.
 """
 from __future__ import annotations
 
+import argparse
+import glob
 import json
 import logging
 import sys
 import time
 from pathlib import Path
+
+from ..files import atomic_write_json, atomic_write_text, check_writable, read_npz
 
 __all__ = ["register", "run"]
 
@@ -30,8 +34,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("run", help="the main job: a hormone-driven remodelling study of a bone",
                        description=__doc__.split("\n\n")[0],
-                       epilog=f"scenario reference (TOML keys, protocols, drugs): "
-                              f"{SCENARIO_REFERENCE}")
+                       epilog=f"scenario reference (TOML keys, protocols, drugs):\n  "
+                              f"{SCENARIO_REFERENCE}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # path unbroken
     p.add_argument("scenario", nargs="?", type=Path,
                    help="scenario TOML file (see the reference below); default: the default study")
     p.add_argument("--protocol", action="append", default=[], metavar="NAME",
@@ -39,10 +44,14 @@ def register(sub) -> None:
                         "lists them")
     p.add_argument("--years", type=float, help="simulated years (overrides the scenario)")
     p.add_argument("--bone", help="bundled bone or mesh file (overrides the scenario's bone)")
-    p.add_argument("--out", type=Path, help="folder for results, fields, pictures and report")
+    p.add_argument("--out", type=Path, help="folder for results, fields, pictures and report "
+                                            "(one run per folder; your own files there are kept)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from the checkpoints in --out")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from the checkpoints in --out")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the results of an earlier run in --out (only its files)")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
                    help="CG preconditioner of the FE solves (default auto: AMG with pyamg)")
     p.add_argument("--no-pictures", action="store_true", help="skip pictures and animation")
@@ -81,12 +90,15 @@ def _scenario(args):
 class _Progress:
     """One status line per arm on stderr: bar, steps, simulated years, elapsed time."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, on_output=None):
         self.stream = sys.stderr if stream is None else stream   # the current stderr, not import-time
         self.start = time.perf_counter()
         self.tty = getattr(stream, "isatty", lambda: False)()
+        self.on_output = on_output     # called after each output (its files are written then)
 
     def __call__(self, arm, k, n, rec):
+        if rec is not None and self.on_output is not None:
+            self.on_output()
         width = 24
         done = int(width * k / n)
         line = (f"  {arm:24.24s} [{'#' * done}{'.' * (width - done)}] {k:4d}/{n} steps "
@@ -134,8 +146,8 @@ def _write_outputs(out: Path, result, pictures: bool) -> list:
 
     files = []
     summary = result.summary()
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
-    (out / "scenario.toml").write_text(result.scenario.to_toml())
+    atomic_write_json(out / "results.json", summary)
+    atomic_write_text(out / "scenario.toml", result.scenario.to_toml())
     files += [out / "results.json", out / "scenario.toml"]
     try:
         from .. import viz
@@ -172,6 +184,24 @@ def _write_outputs(out: Path, result, pictures: bool) -> list:
     return files + shown
 
 
+def _output_folder(args, arms):
+    """The ``--out`` folder held by this run (one run per folder: :mod:`.output_folder`)."""
+    from .output_folder import output_folder
+
+    expected = ["results.json", "scenario.toml", "report.*", "trajectories.png",
+                *(f"{glob.escape(a)}[._]*" for a in arms)]
+    return output_folder(args.out, command="run", overwrite=args.overwrite, resume=args.resume,
+                         expected=expected)
+
+
+def _check_checkpoints(out: Path) -> None:
+    """Raise :class:`~febone.files.CorruptFileError` naming a checkpoint in ``out`` that cannot
+    be read (a truncated or damaged file), before the run starts to resume from it."""
+    for path in sorted(out.glob("*.checkpoint.npz")):
+        read_npz(path, fix="the run cannot resume from it: start afresh with --overwrite "
+                           "instead of --resume, or choose another --out folder")
+
+
 def run(args) -> int:
     from ..device import device_description
     from ..remodel.runner import run_scenario
@@ -184,21 +214,28 @@ def run(args) -> int:
         return 0
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the folder of the interrupted run)")
+    if args.overwrite and args.out is None:
+        raise ValueError("--overwrite needs --out DIR (the folder of the earlier run)")
     start = time.perf_counter()
     sc = _scenario(args)
     arms = [a.name for a in sc.runs()]
+    if args.json is not None:
+        check_writable(args.json)                # fail now, not after the run
     print(f"scenario: {sc.name} ({len(arms)} arm{'s' if len(arms) > 1 else ''}, "
           f"{sc.duration_years:g} years, bone {sc.runs()[0].bone.mesh}) on {device_description()}")
-    result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=_Progress(),
-                          preconditioner=args.preconditioner)
-    for name, res in result.arms.items():
-        _print_arm(name, res)
-    summary = result.summary()
-    if args.out is not None:
-        _write_outputs(args.out, result, pictures=not args.no_pictures)
-        print(f"results in {args.out}/ (results.json, per-arm .jsonl and .pvd, report.md)")
+    with _output_folder(args, arms) as folder:
+        if args.resume:
+            _check_checkpoints(args.out)
+        progress = _Progress(on_output=None if folder is None else folder.update)
+        result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=progress,
+                              preconditioner=args.preconditioner)
+        for name, res in result.arms.items():
+            _print_arm(name, res)
+        summary = result.summary()
+        if args.out is not None:
+            _write_outputs(args.out, result, pictures=not args.no_pictures)
+            print(f"results in {args.out}/ (results.json, per-arm .jsonl and .pvd, report.md)")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
+        atomic_write_json(args.json, summary)
     print(f"done in {time.perf_counter() - start:.1f} s on {result.device}")
     return 0

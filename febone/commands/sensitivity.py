@@ -9,9 +9,11 @@ coupling constants, material-law constants, densities.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from ..files import atomic_write_json
+from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run"]
 
@@ -39,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--check", action="store_true",
                    help="also central finite differences (one step per parameter)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
+    add_overwrite_option(p)
     p.add_argument("--out", type=Path, help="folder for the tornado plot (PNG)")
     p.set_defaults(func=run)
 
@@ -83,6 +86,10 @@ def tornado(result: dict, path: Path, *, relative: float = 0.1) -> Path:
 
 
 def run(args) -> int:
+    return run_with_outputs(args, _run, command="sensitivity", expected=["tornado.png"])
+
+
+def _run(args) -> int:
     from ..scenario import load_scenario
     from ..study import sensitivity
     from ..study.scenario import default_sensitivity_study, study_from_scenario
@@ -111,6 +118,5 @@ def run(args) -> int:
     if args.out:
         res["tornado_png"] = str(tornado(res, args.out / "tornado.png"))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2))
+        atomic_write_json(args.json, res)
     return 0
