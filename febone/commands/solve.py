@@ -9,13 +9,15 @@ proximal femur; stiffness = −reaction at the trochanter / 1 mm)::
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ..files import atomic_write_json
+from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run", "SpecError", "parse_fix", "parse_vector", "solve_file", "moduli_from_args"]
 
@@ -247,6 +249,10 @@ def _pictures(res: dict, out: Path, bone: str) -> list[Path]:
 
 
 def run(args) -> int:
+    return run_with_outputs(args, _run, command="solve", expected=["solution.vtu", "*.png"])
+
+
+def _run(args) -> int:
     res = solve_file(args)
     print(_summary(res))
     public = {k: v for k, v in res.items() if not k.startswith("_")}
@@ -262,9 +268,7 @@ def run(args) -> int:
             public["pictures"] = [str(p) for p in pictures]
             print(f"wrote {len(pictures)} pictures: {', '.join(p.name for p in pictures)}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(public, indent=2) + "\n")
+        path = atomic_write_json(args.json, public)
         print(f"wrote {path}")
     return 0
 
@@ -301,6 +305,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-iter", dest="max_iter", type=int, default=None,
                    help="CG iteration cap (default 20000)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
+    add_overwrite_option(p)
     p.add_argument("--out", metavar="DIR", help="write DIR/solution.vtu (displacement, strain, "
                                                 "stress, von Mises, principal, SED)")
     p.set_defaults(func=run)

@@ -12,13 +12,15 @@ Example (the MITK-GEM femur in its sideways-fall frame; its node sets carry othe
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ..files import atomic_write_json
+from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run"]
 
@@ -70,6 +72,7 @@ def register(sub) -> None:
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
                    help="CG preconditioner (default auto: AMG when pyamg is installed)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
+    add_overwrite_option(p)
     p.add_argument("--out", type=Path, help="folder for fields (VTU) and the load–displacement curve")
     p.set_defaults(func=run)
 
@@ -165,6 +168,11 @@ def _write_outputs(out: Path, mesh, result) -> list[str]:
 
 
 def run(args) -> int:
+    return run_with_outputs(args, _run, command="strength",
+                            expected=["strength.vtu", "load_displacement.*", "*.png"])
+
+
+def _run(args) -> int:
     import febone as fb
     from ..strength import strength
     from .solve import moduli_from_args
@@ -207,6 +215,5 @@ def run(args) -> int:
     for k, v in result.fracture_load_N.items():
         print(f"  fracture load    {v:12.1f} N      ({v / bw:5.2f} × body weight)   [{k}]")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+        atomic_write_json(args.json, out)
     return 0
