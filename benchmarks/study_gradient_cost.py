@@ -68,7 +68,7 @@ def parts(study, rounds=3):
 
     cells = steady_state(s.cell_params, Drives(), f_bm=jnp.minimum(study.rho0 / 2.0, 0.9))
     mineral = init_mineral(cells, s.cell_params, s.mineral_params)
-    days = study.settings.step_days
+    days = int(max(b - a for a, b in zip(study.days, study.days[1:])))   # longest step
 
     def cell_step(x, with_mineral):
         kw = dict(mineral=mineral, mineral_params=s.mineral_params) if with_mineral else {}
@@ -102,8 +102,8 @@ def main(small=False, years=1.0, memory=True, rounds=3, with_parts=False):
     study = _study(small, years)
     p = {k: jax.numpy.asarray(v) for k, v in base_values(study, DEFAULT_PARAMETERS).items()}
     print(f"machine: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}, "
-          f"float64; {study.rho0.shape[0]} elements, {study.n_steps} steps of "
-          f"{study.settings.step_days} days, {len(p)} parameters")
+          f"float64; {study.rho0.shape[0]} elements, {study.n_steps} steps over "
+          f"{study.n_days} days, {len(p)} parameters")
     fc, c_f, m_f = _compiled(f, study, p)
     fns, comp, mem = {"forward": (fc, (study, p))}, {"forward": c_f}, {"forward": m_f}
     for label, kw in POLICIES.items():

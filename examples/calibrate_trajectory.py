@@ -24,7 +24,7 @@ def main(small: bool = False, out=None, steps: int | None = None):
     import febone as fb
     from febone.bones import bundled_path
     from febone.remodel.patient import Patient
-    from febone.remodel.simulation import RemodelSettings
+    from febone.remodel.settings import RemodelSettings
     from febone.remodel.mechanics import HabitualLoad
     from febone.study import StudySettings, build_study
     from febone.study.calibrate import Adam, fit_trajectory
@@ -37,7 +37,7 @@ def main(small: bool = False, out=None, steps: int | None = None):
     else:
         mesh = fb.read_mesh(bundled_path("vertebra_coarse_hex8"))
         rs = RemodelSettings(habitual=(HabitualLoad("vertebral-compression", 1.0, 1.0),),
-                             law="morgan-vertebra")
+                             law="morgan-vertebra", cell_rtol=None)   # a study's fixed steps
         study = build_study(mesh, woman, years=2.0,
                             settings=StudySettings(remodel=rs,
                                                    strength_case="vertebral-compression"))

@@ -1,4 +1,4 @@
-"""The measures and windows of the FE-level calibration (febone.remodel.fe_calibration); the FE
+"""The measures and windows of the FE-level calibration (febone.study.fe_calibration); the FE
 runs themselves take minutes and are recorded in docs/calibration_fe.md."""
 from types import SimpleNamespace
 
@@ -8,15 +8,17 @@ import pytest
 from febone.bones import bundled_path
 from febone.bones.densitometry import volumetric_bmd
 from febone.mesh.io import read_mesh
-from febone.remodel import fe_calibration as fc
+from febone.study import fe_calibration as fc
 from febone.remodel.calibration import TARGETS
 
 
 def test_fe_windows_are_calibration_targets():
     names = {t.name for t in TARGETS}
     assert set(fc.FE_TARGET_NAMES) <= names
-    assert fc.FE_COUPLING.P_RANKL_E2 == pytest.approx(
-        fc.DEFAULT_COUPLING.P_RANKL_E2 * fc.FE_RANKL_E2_SCALE, rel=1e-15)
+    from febone.remodel.coupling import DEFAULT_COUPLING, FE_COUPLING, FE_RANKL_E2_SCALE
+
+    assert FE_COUPLING.P_RANKL_E2 == pytest.approx(
+        DEFAULT_COUPLING.P_RANKL_E2 * FE_RANKL_E2_SCALE, rel=1e-15)
 
 
 def test_whole_vertebra_measure_is_the_volume_weighted_region_vbmd():

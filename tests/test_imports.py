@@ -41,11 +41,7 @@ LAYERS = (
 #: Known violations in modules that are being rewritten elsewhere, edge → the fix. Every test
 #: below ignores these edges; test_pending_violations_still_exist fails once one is gone, so
 #: that its entry is removed here.
-PENDING = {
-    ("febone.remodel.fe_calibration", "febone.scenario"):
-        "upward: fe_calibration loads a scenario; move that calibration run up (study or a "
-        "benchmark script) or pass the scenario in",
-}
+PENDING: dict = {}
 
 
 @dataclass(frozen=True)

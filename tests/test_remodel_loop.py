@@ -17,7 +17,8 @@ import febone as fb
 from febone.remodel import Drives, MARTINEZ_REINA_2019, simulate, steady_state
 from febone.remodel.mechanics import HabitualLoad
 from febone.remodel.mineral import init_mineral, mean_mineral_content, tissue_density
-from febone.remodel.simulation import RemodelSettings, remodel, step_schedule
+from febone.remodel.settings import RemodelSettings, step_schedule
+from febone.remodel.simulation import remodel
 
 PARAMS = replace(MARTINEZ_REINA_2019, specific_surface=True)
 NU = 0.001

@@ -19,7 +19,7 @@ import pytest
 import febone as fb
 from febone.remodel.mechanics import HabitualLoad
 from febone.remodel.patient import Patient
-from febone.remodel.simulation import RemodelSettings
+from febone.remodel.settings import RemodelSettings
 from febone.remodel.treatments import Treatment
 from febone.strength import CASES
 from febone.strength.geometry import resolve_node_sets
@@ -37,9 +37,11 @@ def _specimen(shape=(2, 2, 3)):
     return replace(mesh, cell_data={"density_g_cm3": rho})
 
 
-def _settings(**kw):
+def _settings(steps_per_year=12, **kw):
+    """Fixed daily cell steps (a study's default, STUDY_DIFFERENCES)."""
     rs = RemodelSettings(habitual=(HabitualLoad("compression", 1.0, 0.5),),
-                         preconditioner="jacobi", law="morgan-vertebra")
+                         preconditioner="jacobi", law="morgan-vertebra", cell_rtol=None,
+                         steps_per_year=steps_per_year)
     return StudySettings(remodel=rs, strength_case="compression", **kw)
 
 
@@ -145,8 +147,8 @@ def test_bad_inputs(one_step):
         value_and_grad(one_step, {"dose:denosumab": 60.0})
     with pytest.raises(ValueError, match="unknown outcome"):
         value_and_grad(one_step, {"exercise": 0.1}, "bmd")
-    with pytest.raises(ValueError, match="step_days"):
-        _settings(step_days=0)
+    with pytest.raises(ValueError, match="steps_per_year"):
+        _settings(steps_per_year=0)
     with pytest.raises(ValueError, match="one common leading size"):
         batch(one_step, {"exercise": jnp.array([0.1, 0.2]), "dose:anastrozole": jnp.ones(3)})
     with pytest.raises(ValueError, match="years"):
@@ -186,11 +188,11 @@ def test_forward_mode_without_the_relay_equals_reverse_mode(one_step):
 
 @pytest.mark.slow
 def test_multi_year_run_gradients():
-    """Two years in ten 73-day steps (two-level checkpoints: blocks of 4 with two padding
-    steps): regional BMD change w.r.t. a dose, an E2 coupling constant and the density
+    """Two years in ten 73-day steps (five per year; two-level checkpoints: blocks of 4 with two
+    padding steps): regional BMD change w.r.t. a dose, an E2 coupling constant and the density
     scale."""
     study = build_study(_specimen(), WOMAN, AI, years=2.0,
-                        settings=_settings(step_days=73, block=None))
+                        settings=_settings(steps_per_year=5, block=None))
     assert study.n_steps == 10
     names = ["dose:anastrozole", "coupling:P_RANKL_E2", "density_scale"]
     p = {"dose:anastrozole": 1.0, "coupling:P_RANKL_E2": 250.0, "density_scale": 1.0}
@@ -214,8 +216,8 @@ def test_gradient_memory_grows_by_one_carry_per_step():
     from febone.study.model import forward
 
     def temp_bytes(n, **kw):
-        st = build_study(_specimen(), WOMAN, AI, years=n * 10 / 365.25,
-                         settings=_settings(step_days=10, block=1, **kw))
+        st = build_study(_specimen(), WOMAN, AI, years=n / 36,
+                         settings=_settings(steps_per_year=36, block=1, **kw))
         g = jax.jit(jax.grad(lambda s, x: forward(s, {"exercise": x}).fracture_load, argnums=1))
         mem = g.lower(st, 0.1).compile().memory_analysis()
         return mem.temp_size_in_bytes, st
@@ -225,9 +227,9 @@ def test_gradient_memory_grows_by_one_carry_per_step():
     m2, _ = temp_bytes(2 * n)
     n_el, n_nodes = st.rho0.shape[0], st.stim.cases[0].model.n_nodes
     queue = st.settings.remodel.mineral_params.queue_days
-    # float64 bytes: cells, mean mineral content, queue, warm-start displacement and relayed
-    # adjoint
-    carry = 8 * (6 * n_el + n_el * queue + 6 * n_nodes)
+    # float64 bytes of the BoneState (cells, mean mineral content, stimulus, its reference,
+    # mineral and density baselines, queue, warm-start displacement) and the relayed adjoint
+    carry = 8 * (10 * n_el + n_el * queue + 6 * n_nodes)
     per_step = (m2 - m1) / n
     # a saved carry per step, plus the per-step inputs (10 days of 13 drives and the load
     # factor) and bookkeeping: within 1.5 carries

@@ -104,10 +104,14 @@ def _run(args) -> int:
         study = study_from_scenario(load_scenario(args.scenario), years=args.years, **kw)
         label = str(args.scenario)
     names = args.params or _default_names(study)
-    print(f"{label}: {study.stim.volumes.shape[0]} elements, {study.n_steps} steps of "
-          f"{study.settings.step_days} days ({study.years:.2f} y); outcome {args.outcome}; "
+    print(f"{label}: {study.stim.volumes.shape[0]} elements, {study.n_steps} steps over "
+          f"{study.n_days} days ({study.years:.2f} y); outcome {args.outcome}; "
           f"compiling ...", file=sys.stderr, flush=True)
     res = sensitivity(study, names, args.outcome, check=args.check).summary()
+    base = res["baseline"]
+    print(f"baseline (t = 0, {study.settings.strength_case}): fracture load "
+          f"{base['pistoia_load_N']:.1f} N (Pistoia, as febone run reports it; surrogate "
+          f"{base['surrogate_load_N']:.1f} N), stiffness {base['stiffness_N_per_mm']:.1f} N/mm")
     print(f"{res['outcome']} = {res['value']:.6g}  (forward {res['forward_seconds']:.2f} s, "
           f"gradient {res['gradient_seconds']:.2f} s = "
           f"{res['gradient_seconds'] / res['forward_seconds']:.2f}× forward; compile "

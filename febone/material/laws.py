@@ -9,8 +9,9 @@ References:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,6 +21,9 @@ __all__ = ["PowerLaw", "MORGAN_2003", "density_law", "hu_to_density", "LAW_NAMES
 @dataclass(frozen=True)
 class PowerLaw:
     """E = a · ρ^b (E in MPa, ρ in g/cm³), with ρ clipped below at ``rho_min``.
+
+    A pytree (``a``, ``b``, ``rho_min`` are data, so they may be traced: ``jax.grad`` with respect
+    to the law's constants; ``source`` is static). Checked on construction when concrete.
 
     Attributes:
         a: coefficient, MPa/(g/cm³)^b.
@@ -31,9 +35,11 @@ class PowerLaw:
     a: float
     b: float
     rho_min: float = 0.01
-    source: str = "user"
+    source: str = field(default="user", metadata=dict(static=True))
 
     def __post_init__(self):
+        if any(isinstance(v, jax.core.Tracer) for v in (self.a, self.b, self.rho_min)):
+            return
         if not (self.a > 0 and np.isfinite(self.a)):
             raise ValueError(f"power-law coefficient a must be positive (MPa); got {self.a}")
         if not (self.b > 0 and np.isfinite(self.b)):
@@ -48,6 +54,10 @@ class PowerLaw:
     def density(self, E):
         """Inverse law: ρ (g/cm³) for E (MPa)."""
         return (jnp.asarray(E) / self.a) ** (1.0 / self.b)
+
+
+jax.tree_util.register_dataclass(PowerLaw, data_fields=["a", "b", "rho_min"],
+                                 meta_fields=["source"])
 
 
 _MORGAN = "Morgan, Bayraktar & Keaveny 2003, J Biomech 36:897"

@@ -15,7 +15,11 @@
 * :mod:`.site` — FE-free remodelling of a site (force-controlled mechanical closure).
 * :mod:`.calibration` — the fit of the coupling to published outcomes (not imported here).
 * :mod:`.mechanics` — habitual loading → strain energy density per element (FE solves).
-* :mod:`.simulation` — the FE-coupled remodelling loop (:func:`remodel`), outputs, resume.
+* :mod:`.settings` — :class:`RemodelSettings`, the scenario → settings translation and the
+  calendar of mechanical steps, shared by ``febone run`` and :mod:`febone.study`.
+* :mod:`.model` — the one FE-coupled remodelling model: host builder, initial state and the
+  pure step both drivers run.
+* :mod:`.simulation` — its host driver (:func:`remodel`): outputs, checkpoints, resume.
 * :mod:`.runner` — a scenario, arm by arm (:func:`run_scenario`, behind ``febone run``).
 * :mod:`.sed_law` — the classic SED/lazy-zone law (Huiskes/Weinans) as a simpler alternative.
 """
@@ -32,7 +36,8 @@ from .hormones import HormoneSeries, hormone_series
 from .coupling import DEFAULT_COUPLING, CouplingParameters, DailyInputs, daily_inputs
 from .site import SITE_CELL_PARAMETERS, SiteResult, simulate_site
 from .mechanics import DEFAULT_HABITUAL, HabitualLoad
-from .simulation import RemodelResult, RemodelSettings, remodel
+from .settings import RemodelSettings
+from .simulation import RemodelResult, remodel
 from .runner import ScenarioResult, run_scenario
 from .sed_law import SEDLaw, sed_remodel
 from .parameters import (DENOSUMAB_MARTINEZ_REINA_2019, MARTINEZ_REINA_2019,

@@ -36,8 +36,8 @@ from ..solve.linear import solve
 from ..solve.pcg import PCG
 from ..solve.relay import solve_relayed
 
-__all__ = ["HabitualLoad", "MechanicalStimulus", "DEFAULT_HABITUAL", "build_stimulus",
-           "habitual_sed", "habitual_sed_relayed", "lazy_zone"]
+__all__ = ["HabitualLoad", "MechanicalStimulus", "PosedCase", "DEFAULT_HABITUAL", "build_stimulus",
+           "pose_case", "case_stiffness", "habitual_sed", "habitual_sed_relayed", "lazy_zone"]
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,27 @@ DEFAULT_HABITUAL = (HabitualLoad("stance", 1.0, 2.5),)
 
 
 @dataclass(frozen=True)
-class _CaseData:
+class PosedCase:
+    """A whole-bone load case posed on one bone, ready for compiled solves (a pytree).
+
+    Attributes:
+        model: :class:`FEModel` of the posed bone.
+        bcs: boundary conditions at a unit (1 mm) displacement.
+        preconditioner: AMG hierarchy, Jacobi or ``None`` (:func:`febone.solve`).
+        loaded: (n_loaded,) node ids whose reactions make the measured force.
+        axis: load axis (0, 1, 2; static); sign: +1/−1 so the measured force is positive.
+        weight: share of the daily loading (habitual cases; static).
+        force_N: target force, N (data: a new body mass does not recompile).
+    """
+
     model: FEModel
     bcs: BoundaryConditions
     preconditioner: object
-    loaded: jax.Array          # (n_loaded,) node ids
+    loaded: jax.Array
     axis: int = field(metadata=dict(static=True))
     sign: float = field(metadata=dict(static=True))
     weight: float = field(metadata=dict(static=True))
-    force_N: jax.Array          # target force, N (data: a new body mass does not recompile)
+    force_N: jax.Array
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ class MechanicalStimulus:
     quantity: str = field(default="sed", metadata=dict(static=True))
 
 
-for _cls in (_CaseData, MechanicalStimulus):
+for _cls in (PosedCase, MechanicalStimulus):
     _static = [f.name for f in fields(_cls) if f.metadata.get("static")]
     jax.tree_util.register_dataclass(
         _cls, data_fields=[f.name for f in fields(_cls) if f.name not in _static],
@@ -144,7 +156,6 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
             :func:`febone.solve.amg.make_preconditioner`).
         solver: :class:`PCG` settings (default rtol 1e-8).
     """
-    from ..solve.amg import make_preconditioner
     from ..strength.loadcases import CASES
 
     habitual = tuple(habitual)
@@ -163,19 +174,9 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
     if not (np.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ValueError(f"body_mass_kg must be positive; got {body_mass_kg}")
     solver = solver or PCG(rtol=1e-8)
-    E0 = np.asarray(E0, dtype=np.float64)
-    cases = []
-    for h in habitual:
-        case = CASES[h.case](**dict(h.options))
-        posed = case.posed(mesh)
-        model = FEModel.from_mesh(posed)
-        mat = LinearElastic.create(E0, nu, mesh.n_elements)
-        bcs = case.boundary_conditions(posed, displacement_mm=1.0)
-        pre = make_preconditioner(preconditioner, model, mat, bcs)
-        loaded = node_set(posed, case.loaded)
-        cases.append(_CaseData(model, bcs, pre, jnp.asarray(loaded), "xyz".index(case.axis),
-                               case.load_sign(posed), float(h.weight),
-                               jnp.asarray(h.magnitude_bw * body_mass_kg * _G)))
+    cases = [pose_case(mesh, CASES[h.case](**dict(h.options)), E0, nu=nu,
+                       preconditioner=preconditioner, weight=float(h.weight),
+                       force_N=h.magnitude_bw * body_mass_kg * _G) for h in habitual]
     volumes = jnp.asarray(cases[0].model.volumes)
     smooth_nodes = node_weight = None
     if smoothing:
@@ -184,6 +185,39 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         np.add.at(w, corners, np.asarray(volumes)[:, None])
         smooth_nodes, node_weight = jnp.asarray(corners), jnp.asarray(np.maximum(w, 1e-300))
     return MechanicalStimulus(tuple(cases), smooth_nodes, node_weight, volumes, solver, quantity)
+
+
+def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
+              weight: float = 1.0, force_N: float = 1.0) -> PosedCase:
+    """Pose ``mesh`` for the load case ``case`` (:class:`febone.strength.LoadCase`) at a unit
+    displacement and build its solver data (host side, once).
+
+    Args:
+        mesh: the bone with the case's node sets.
+        case: the load case (pose, node sets, load axis).
+        E0: (n_elements,) moduli the preconditioner is built for, MPa.
+        nu: Poisson's ratio.
+        preconditioner: ``"auto"``, ``"amg"`` or ``"jacobi"``
+            (:func:`febone.solve.amg.make_preconditioner`).
+        weight: share of the daily loading (habitual cases).
+        force_N: target force, N (habitual cases).
+    """
+    from ..solve.amg import make_preconditioner
+
+    posed = case.posed(mesh)
+    model = FEModel.from_mesh(posed)
+    mat = LinearElastic.create(np.asarray(E0, dtype=np.float64), nu, mesh.n_elements)
+    bcs = case.boundary_conditions(posed, displacement_mm=1.0)
+    pre = make_preconditioner(preconditioner, model, mat, bcs)
+    return PosedCase(model, bcs, pre, jnp.asarray(node_set(posed, case.loaded)),
+                     "xyz".index(case.axis), case.load_sign(posed), float(weight),
+                     jnp.asarray(force_N))
+
+
+def case_stiffness(c: PosedCase, material: LinearElastic, u):
+    """Measured force of ``c`` at its unit displacement, N/mm (the case's stiffness), from the
+    solution ``u`` (n_nodes, 3) mm (traceable)."""
+    return c.sign * reaction_forces(c.model, material, c.bcs, u)[c.loaded, c.axis].sum()
 
 
 def _smooth(stim: MechanicalStimulus, psi):
@@ -255,8 +289,7 @@ def _habitual(stim, E, nu, u_prev, relay, solve_case):
     us, forces, relays, ok = [], [], [], jnp.asarray(True)
     for c, u0, r in zip(stim.cases, u_prev, relay):
         u, converged, r = solve_case(c, mat, u0, r)
-        reactions = reaction_forces(c.model, mat, c.bcs, u)
-        k = c.sign * reactions[c.loaded, c.axis].sum()          # N per mm of displacement
+        k = case_stiffness(c, mat, u)                            # N per mm of displacement
         scale = c.force_N / k
         sed = element_fields(c.model, mat, u).sed
         psi = psi + c.weight * scale ** 2 * (sed / E if stim.quantity == "strain" else sed)

@@ -36,13 +36,13 @@ References:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import jax
 
 __all__ = ["CellParameters", "MineralParameters", "DenosumabParameters", "PMOParameters",
            "PIVONKA_2008", "MARTINEZ_REINA_2019", "MINERAL_MARTINEZ_REINA_2019",
-           "DENOSUMAB_MARTINEZ_REINA_2019", "PMO_MARTINEZ_REINA_2019"]
+           "DENOSUMAB_MARTINEZ_REINA_2019", "PMO_MARTINEZ_REINA_2019", "SITE_CELL_PARAMETERS"]
 
 
 def _register(cls, meta=()):
@@ -166,6 +166,16 @@ MARTINEZ_REINA_2019 = CellParameters(
     Pi_mech_ss=0.5, lambda_mech=1.25, a_mech=0.1, kappa_mech=1.0e5,
     chi_den=0.012, K_den=0.333, sv_reference_bvtv=0.15,
     name="Scheiner 2013 / Martinez-Reina 2019 (bone-models 0.1.0)")
+
+#: Scheiner 2013 / Martínez-Reina 2019 cell parameters with turnover ∝ specific surface and the
+#: mechanical RANKL production κ lowered from 1e5 to 1e4 pM/day: the set of every calibrated run
+#: (FE-free :func:`febone.remodel.simulate_site` and the FE loop). With the force-controlled
+#: closure, κ = 1e5 answers any anabolic stimulus (e.g. OB apoptosis −20 %) with a threefold
+#: turnover rise that lowers BMD by ~20 % through younger, less mineralised bone, contradicting
+#: the BMD gains of teriparatide, testosterone and GH; κ = 1e4 keeps BV/TV bounded (measured with
+#: A_OBa ×0.8 over 10 y: BV/TV +10…68 % trabecular, +10 % cortical) *(choice, not fitted)*.
+SITE_CELL_PARAMETERS = replace(MARTINEZ_REINA_2019, specific_surface=True, kappa_mech=1.0e4,
+                               name=MARTINEZ_REINA_2019.name + " + S_V, kappa 1e4")
 
 
 @dataclass(frozen=True)

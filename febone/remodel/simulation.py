@@ -1,28 +1,21 @@
-"""The FE-coupled remodelling loop: cell model per element ⇄ habitual strain energy density.
+"""The host driver of the FE-coupled remodelling model: outputs, checkpoints, resume, progress.
 
-Per mechanical step (default 12 per year, 30 or 31 days each so that output times fall on
-whole years):
+:func:`remodel` runs the one remodelling model (:mod:`.model`: :func:`~.model.initial_state` and
+the pure :func:`~.model.step`, jitted once per step length) over the calendar of
+:func:`~.settings.step_schedule` (default 12 steps per year, 30 or 31 days each, so that output
+times fall on whole years). :func:`febone.study.forward` runs the same step under ``lax.scan``.
 
-1. moduli from the current state: ρ_app = ρ_t(v_m)·f_bm (Martínez-Reina 2019 tissue density,
-   v_m the element's mean mineral content) and E = law(ρ_app) (the bone's density law);
-2. habitual SED Ψ_e from warm-started FE solves of the habitual load cases at their target
-   forces (:mod:`.mechanics`), Ψ/Ψ̆ relative to the element's own homeostatic start;
-3. the cell model (:func:`febone.remodel.cells.simulate`, adaptive Rosenbrock, daily mineral
-   queue) over the step's days with the day's hormone/drug drives from a table and the
-   mechanical ratio ``psi_ratio = Ψ/Ψ̆ · load_factor(day)²`` (exercise scales the habitual force).
+Outputs (every ``output_interval_years``) are measured the way a clinic would: regional vBMD
+(:func:`~.model.regional_vbmd`) and a DXA-like aBMD with T-score
+(:mod:`febone.bones.densitometry`, mineral mass scaled from the mesh baseline by the element's
+mineral content v_m·f_bm), CTX- and P1NP-like markers (:func:`~.model.markers`, relative to
+baseline), and stiffness and fracture load of the strength load cases
+(:func:`febone.strength.strength`). Results and a checkpoint of the full state are written after
+every output (the checkpoint first, so the jsonl never runs ahead of it), and an interrupted run
+resumes (``resume=True``) to the same numbers.
 
-Each element starts at its own steady state under neutral drives (eugonadal, premenopausal
-homeostasis, as in the calibration of :mod:`.coupling` with :func:`.site.simulate_site`), its
-BV/TV from the mesh density, f_bm = ρ_app/ρ_t(v_m), so an untreated homeostatic run stays where
-it started; hormone levels that differ from neutral at day 0 act from day 0. One compilation serves every step (moduli are arguments of the compiled solve).
-
-Outputs (every ``output_every`` steps) are measured the way a clinic would: regional vBMD and a
-DXA-like aBMD with T-score (:mod:`febone.bones.densitometry`, mineral mass scaled from the mesh
-baseline by the element's mineral content v_m·f_bm), CTX- and P1NP-like markers (bone resorbed
-and formed per day over the bone, relative to baseline), and stiffness and fracture load of the
-strength load cases (:func:`febone.strength.strength`). Results and a checkpoint of the full
-state are written after every output, so an interrupted run resumes (``resume=True``) to the
-same numbers.
+Host-only work, which changes no answer beyond the CG tolerance: the habitual cases' AMG
+hierarchies are rebuilt for the current moduli at every output (``refresh_preconditioners``).
 """
 from __future__ import annotations
 
@@ -41,117 +34,14 @@ import numpy as np
 
 from ..device import device_description
 from ..mesh.mesh import Mesh
-from .hormones import YEAR_DAYS
-from .cells import CellModelError, CellState, Drives, simulate, specific_surface, steady_state
-from .mechanics import DEFAULT_HABITUAL, build_stimulus, habitual_sed, lazy_zone
-from .mineral import MineralState, init_mineral, mean_mineral_content, tissue_density
-from .parameters import (CellParameters, MARTINEZ_REINA_2019, MINERAL_MARTINEZ_REINA_2019,
-                         MineralParameters)
+from .cells import CellModelError, Drives
+from .model import (OUTCOME_SOLVER, BoneState, apparent_density, build_model, initial_state,
+                    markers, physics, regional_vbmd, step)
+from .settings import RemodelSettings, step_schedule
 
-__all__ = ["RemodelSettings", "BoneState", "RemodelResult", "remodel", "step_schedule",
-           "DAYS_PER_YEAR"]
+__all__ = ["RemodelResult", "remodel"]
 
 log = logging.getLogger(__name__)
-
-DAYS_PER_YEAR = YEAR_DAYS
-
-
-@dataclass(frozen=True)
-class RemodelSettings:
-    """How a remodelling run is computed (all optional; defaults are the documented study).
-
-    Attributes:
-        habitual: habitual daily loading, a tuple of :class:`~.mechanics.HabitualLoad`
-            (default single-leg stance at 2.5 body weights).
-        body_mass_kg: body mass for the habitual forces, kg.
-        law: density → modulus law name (:func:`febone.material.density_law`).
-        nu: Poisson's ratio.
-        density_field: cell data of the mesh with the baseline apparent density, g/cm³.
-        steps_per_year: mechanical (FE) updates per year (12: monthly).
-        output_interval_years: time between outputs, years (a multiple of the mechanical step);
-            the end of the run is always an output.
-        strength_cases: load cases whose stiffness and fracture load are reported.
-        strength_methods: fracture-load methods (``pistoia``, ``strain-limit``, ...).
-        cell_params: :class:`CellParameters` (Martínez-Reina 2019 by default).
-        mineral_params: :class:`MineralParameters`, or ``None`` to skip mineralisation
-            (then ρ_t is that of fully mineralised bone and BMD follows BV/TV alone).
-        cell_rtol: adaptive step tolerance of the cell model.
-        smoothing: element → node → element average of the stimulus (anti-checkerboard).
-        lazy_zone: half-width of the dead band of the mechanical stimulus ratio Ψ/Ψ̆
-            (:func:`~.mechanics.lazy_zone`; fraction, 0 = none). The default ±2 % keeps the
-            cell model's disuse term, κ·(1 − Ψ/Ψ̆) with κ = 1e4 pM/day below homeostasis, from
-            making the monthly steps overshoot around Ψ/Ψ̆ = 1 (a dose–response of the small
-            specimen turned non-monotonic without it).
-        stimulus: what the cells sense (:class:`~.mechanics.MechanicalStimulus`): ``"strain"``
-            (default; SED/E, the squared effective strain) or ``"sed"`` (strain energy density,
-            which falls when an element softens beside stiffer ones at unchanged strain, so it
-            needs ``lazy_zone`` ≈ 0.1 to keep a heterogeneous bone at homeostasis).
-        preconditioner: CG preconditioner of the FE solves (``auto`` = AMG with pyamg).
-    """
-
-    habitual: tuple = DEFAULT_HABITUAL
-    body_mass_kg: float = 70.0
-    law: str = "morgan-femoral-neck"
-    nu: float = 0.3
-    density_field: str = "density_g_cm3"
-    steps_per_year: int = 12
-    output_interval_years: float = 1.0
-    strength_cases: tuple = ("stance", "sideways-fall")
-    strength_methods: tuple = ("pistoia",)
-    cell_params: CellParameters = MARTINEZ_REINA_2019
-    mineral_params: MineralParameters | None = MINERAL_MARTINEZ_REINA_2019
-    cell_rtol: float = 1e-4
-    smoothing: bool = True
-    lazy_zone: float = 0.02
-    stimulus: str = "strain"
-    preconditioner: str = "auto"
-
-    def __post_init__(self):
-        if not (np.isfinite(self.lazy_zone) and 0 <= self.lazy_zone < 1):
-            raise ValueError(f"lazy_zone must be a fraction in [0, 1); got {self.lazy_zone}")
-        if not (isinstance(self.steps_per_year, int) and 1 <= self.steps_per_year <= 365):
-            raise ValueError(f"steps_per_year must be an integer in 1..365 (12 = monthly FE "
-                             f"updates); got {self.steps_per_year!r}")
-        k = self.output_interval_years * self.steps_per_year
-        if not (np.isfinite(k) and k >= 1 - 1e-9 and abs(k - round(k)) < 1e-6):
-            raise ValueError(f"output_interval_years ({self.output_interval_years}) must be a "
-                             f"positive multiple of the mechanical step (1/{self.steps_per_year} "
-                             f"year)")
-        if not 0.0 < self.nu < 0.5:
-            raise ValueError(f"Poisson's ratio must lie in (0, 0.5); got {self.nu}")
-
-    def describe(self) -> dict:
-        """JSON-ready description (what was run)."""
-        return {"habitual": [vars(h) for h in self.habitual], "body_mass_kg": self.body_mass_kg,
-                "law": self.law, "nu": self.nu, "density_field": self.density_field,
-                "steps_per_year": self.steps_per_year,
-                "output_interval_years": self.output_interval_years,
-                "strength_cases": list(self.strength_cases),
-                "strength_methods": list(self.strength_methods),
-                "cell_params": self.cell_params.name,
-                "mineralisation": self.mineral_params is not None,
-                "cell_rtol": self.cell_rtol, "smoothing": self.smoothing,
-                "lazy_zone": self.lazy_zone, "stimulus": self.stimulus,
-                "preconditioner": self.preconditioner}
-
-
-@dataclass(frozen=True)
-class BoneState:
-    """Full state of a remodelling run between mechanical steps (a pytree).
-
-    Attributes:
-        cells: :class:`CellState`, fields (n_elements,).
-        mineral: :class:`MineralState` ((queue_days, n_elements) bins) or ``None``.
-        u: tuple of (n_nodes, 3) unit-load displacements of the habitual cases (warm starts), mm.
-    """
-
-    cells: CellState
-    mineral: MineralState | None
-    u: tuple
-
-
-jax.tree_util.register_dataclass(BoneState, data_fields=["cells", "mineral", "u"],
-                                 meta_fields=[])
 
 
 @dataclass(frozen=True)
@@ -202,67 +92,146 @@ class RemodelResult:
                 "device": self.device, "scenario": self.description}
 
 
-def step_schedule(years: float, steps_per_year: int) -> np.ndarray:
-    """Day boundaries of the mechanical steps: round(k · 365.25 / steps_per_year), k = 0..n.
-
-    Steps are whole days (the mineral queue advances daily) of two lengths at most, and every
-    year ends within half a day of k · 365.25.
-    """
-    n = years * steps_per_year
-    if not (np.isfinite(n) and n >= 1 and abs(n - round(n)) < 1e-6):
-        raise ValueError(f"years ({years}) must be a positive multiple of the mechanical step "
-                         f"1/{steps_per_year} year")
-    k = np.arange(int(round(n)) + 1)
-    return np.round(k * DAYS_PER_YEAR / steps_per_year).astype(np.int64)
+@partial(jax.jit, static_argnames=("n_days",))
+def _step(model, phys, state, drives, load_factor, t0, *, n_days):
+    new, info, _ = step(model, phys, state, drives, load_factor, t0, n_days=n_days)
+    f = new.cells.f_bm
+    return new, info, jnp.stack([jnp.all(jnp.isfinite(f)), jnp.all((f > 0) & (f <= 1))])
 
 
-# --------------------------------------------------------------------------------------------
-# compiled pieces
-# --------------------------------------------------------------------------------------------
-def _apparent_density(state: BoneState, mp):
-    """(ρ_app g/cm³, mineral volume per element volume v_m·f_bm) of every element; without
-    mineralisation the tissue is fully mineralised bone."""
-    f = state.cells.f_bm
-    if mp is None:
-        return float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max)) * f, f
-    v_m = mean_mineral_content(state.mineral, f, mp)
-    return tissue_density(v_m, mp) * f, v_m * f
+_initial_state = jax.jit(initial_state)
 
 
-@partial(jax.jit, static_argnames=("law",))
-def _stimulus_step(stim, state: BoneState, nu, mp, *, law):
-    rho, _ = _apparent_density(state, mp)
-    E = law.modulus(rho)
-    psi, u, forces, ok = habitual_sed(stim, E, nu, state.u)
-    return psi, u, forces, ok
+@jax.jit
+def _measures(model, phys, state):
+    rho, mineral_vol = apparent_density(state.cells, state.v_m, phys.mineral)
+    return (rho, state.rho0 * mineral_vol / state.mineral_ref, phys.law.modulus(rho),
+            regional_vbmd(model, state, phys.mineral), *markers(model, state, phys.cell))
 
 
-@partial(jax.jit, static_argnames=("n_days", "rtol"))
-def _cell_step(params, mp, cells, mineral, drives_table, load_factor, ratio, t0, lazy, *, n_days,
-               rtol):
-    """Integrate the cells over ``n_days`` from day t0 with daily drives (tables (n_days,))."""
+class _Outputs:
+    """Host-side outputs of one bone: the clinic's measures and the output fields."""
 
-    def drives_fn(t, s, v_m):
-        k = jnp.clip(jnp.floor(t - t0).astype(jnp.int32), 0, n_days - 1)
-        d = jax.tree_util.tree_map(lambda a: a[k], drives_table)
-        return replace(d, psi_ratio=lazy_zone(ratio * load_factor[k] ** 2, lazy))
+    def __init__(self, mesh: Mesh, model, settings: RemodelSettings, cache: dict):
+        from ..strength.loadcases import CASES
 
-    kw = {} if mp is None else {"mineral": mineral, "mineral_params": mp}
-    traj = simulate(params, cells, drives_fn, days=n_days, t0=t0, save_every=n_days,
-                    rtol=rtol, **kw)
-    return traj.final, traj.mineral, traj.n_rejected
+        self.mesh, self.model, self.settings = mesh, model, settings
+        self._strength, self._dxa = cache.setdefault("strength", {}), cache.setdefault("dxa", {})
+        self.strength_warm = {}      # {strength case: last solution}: next output's warm start
+        h0 = settings.habitual[0]
+        self.pose0 = np.asarray(CASES[h0.case](**dict(h0.options)).pose)   # posed = R·x
+        self.regions = sorted(k[len("region_"):] for k in mesh.cell_data if k.startswith("region_"))
+        self.baseline = None
+
+    def fields(self, state: BoneState, phys) -> dict:
+        """Density and BV/TV (n_elements,), and displacement (n_nodes, 3) mm and von Mises
+        stress (n_elements,) MPa of the first habitual case at its target force (mesh frame)."""
+        from ..fe.post import element_fields
+        from ..material.elastic import LinearElastic
+
+        rho, _, E, *_ = _measures(self.model, phys, state)
+        c = self.model.stim.cases[0]
+        u_case = state.u[0] * (c.force_N / state.stiffness[0])
+        vm = element_fields(c.model, LinearElastic(E, jnp.asarray(self.settings.nu)), u_case)
+        return {"density": np.asarray(rho), "bvtv": np.asarray(state.cells.f_bm),
+                "displacement": np.asarray(u_case) @ self.pose0,
+                "von_mises": np.asarray(vm.von_mises)}
+
+    def _dxa_scan(self, region: str):
+        """The DXA geometry of ``region``, projected once per bone (hip scans rotated)."""
+        if region not in self._dxa:
+            from ..bones import dxa_rotation_deg
+            from ..bones.densitometry import dxa_scan
+
+            rot = dxa_rotation_deg() if "femoral_neck" in self.regions else 0.0
+            self._dxa[region] = dxa_scan(self.mesh, region, rotation_deg=rot)
+        return self._dxa[region]
+
+    def _strength_case(self, name):
+        if name not in self._strength:
+            from ..fe.model import FEModel
+            from ..material.elastic import LinearElastic
+            from ..material.laws import density_law
+            from ..solve.amg import make_preconditioner
+            from ..strength import CASES
+
+            case = CASES[name]()
+            posed = case.posed(self.mesh)
+            E0 = np.asarray(density_law(self.settings.law).modulus(self.model.rho0))
+            pre = make_preconditioner(self.settings.preconditioner, FEModel.from_mesh(posed),
+                                      LinearElastic.create(E0, self.settings.nu,
+                                                           self.mesh.n_elements),
+                                      case.boundary_conditions(posed))
+            self._strength[name] = (case, pre)
+        return self._strength[name]
+
+    def measure(self, state: BoneState, phys, t_years: float, day: int = 0) -> dict:
+        """The output record of ``state`` at nominal time ``t_years`` (simulated ``day``)."""
+        from ..bones.densitometry import REFERENCE_POPULATIONS
+        from ..strength import strength
+
+        s = self.settings
+        rho, dxa_density, E, vbmd, ctx, p1np = (np.asarray(a) for a in
+                                                 _measures(self.model, phys, state))
+        vbmd = dict(zip(self.model.regions, vbmd.tolist()))
+        regions = {}
+        for name in self.regions:
+            entry = {"vbmd_mg_cm3": vbmd[name]}
+            if name in REFERENCE_POPULATIONS:
+                a = self._dxa_scan(name).measure(dxa_density).abmd_g_cm2
+                mean, sd, _ = REFERENCE_POPULATIONS[name]
+                entry.update(abmd_g_cm2=a, t_score=(a - mean) / sd)
+            regions[name] = entry
+        stiffness, loads = {}, {}
+        for name in s.strength_cases:
+            case, pre = self._strength_case(name)
+            res = strength(self.mesh, case, E, nu=s.nu, methods=tuple(s.strength_methods),
+                           density=rho, preconditioner=pre, u0=self.strength_warm.get(name),
+                           solver=OUTCOME_SOLVER)
+            self.strength_warm[name] = jnp.asarray(res.u)
+            stiffness[name] = res.stiffness_N_per_mm
+            loads[name] = dict(res.fracture_load_N)
+        ctx, p1np = float(ctx), float(p1np)
+        rec = {"time_years": float(t_years), "day": int(day), "regions": regions,
+               "stiffness_N_per_mm": stiffness,
+               "fracture_load_N": loads, "markers": {"ctx": ctx, "p1np": p1np},
+               "mean_bvtv": float(np.average(np.asarray(state.cells.f_bm),
+                                             weights=np.asarray(self.model.volumes)))}
+        b = self.baseline or rec          # the baseline record is measured against itself
+        for name, entry in regions.items():
+            key = "abmd_g_cm2" if "abmd_g_cm2" in entry else "vbmd_mg_cm3"
+            entry["change_pct"] = 100.0 * (entry[key] / b["regions"][name][key] - 1.0)
+        rec["markers"].update(ctx_rel=ctx / b["markers"]["ctx"],
+                              p1np_rel=p1np / b["markers"]["p1np"])
+        return rec
 
 
-# --------------------------------------------------------------------------------------------
-# host side: set-up, outputs, checkpoints
-# --------------------------------------------------------------------------------------------
+def refresh_preconditioners(model, state: BoneState, phys, settings: RemodelSettings):
+    """``model`` with the habitual cases' AMG hierarchies rebuilt for the moduli of ``state``
+    (host, ~0.35 s each on the coarse femur). As low-density elements resorb, a hierarchy built
+    for the baseline moduli degrades (after 10 years of menopause: 38 CG iterations instead of
+    12); refreshing at every output cut the FE time of the default study from 29 to 18 s per
+    arm. A new hierarchy is used only when its arrays have the old shapes, so nothing
+    recompiles. The strength solves of the outputs keep the baseline hierarchy (refreshing them
+    cost more than it saved: 20 instead of 13 s of outputs per arm)."""
+    if settings.preconditioner == "jacobi":
+        return model
+    from ..material.elastic import LinearElastic
+
+    E = np.asarray(_measures(model, phys, state)[2])
+    mat = LinearElastic.create(E, settings.nu, E.shape[0])
+    cases = tuple(replace(c, preconditioner=_rebuilt(c.preconditioner, c.model, mat, c.bcs))
+                  for c in model.stim.cases)
+    return replace(model, stim=replace(model.stim, cases=cases))
+
+
 def _check_inputs(inputs, n_days: int):
     drives = getattr(inputs, "drives", None)
     load_factor = getattr(inputs, "load_factor", None)
     if not isinstance(drives, Drives) or load_factor is None:
         raise TypeError("inputs must carry .drives (a Drives with (n_days,) fields) and "
                         ".load_factor ((n_days,)); build them with "
-                        "febone.remodel.coupling.daily_inputs(hormone_series(...))")
+                        "febone.remodel.model.daily_table(patient, treatments, coupling, n_days)")
     table = {}
     for f in fields(Drives):
         a = np.asarray(getattr(drives, f.name), dtype=np.float64)
@@ -278,192 +247,12 @@ def _check_inputs(inputs, n_days: int):
     lf = np.full(n_days, float(lf)) if lf.ndim == 0 else lf
     if lf.shape[0] < n_days or not np.all(np.isfinite(lf[:n_days])) or np.any(lf[:n_days] <= 0):
         raise ValueError(f"load_factor must be positive and finite for all {n_days} days")
-    return table, lf[:n_days]
-
-
-class _Run:
-    """Host-side set-up of one bone: baseline state, stimulus, outputs."""
-
-    def __init__(self, mesh: Mesh, settings: RemodelSettings, baseline_drives: Drives,
-                 cache: dict | None = None):
-        from ..material.laws import density_law
-        from ..bones.densitometry import _density
-
-        self.mesh, self.settings = mesh, settings
-        s = settings
-        self.law = density_law(s.law)
-        self.mp = s.mineral_params
-        self.rho0 = _density(mesh, s.density_field)
-        if np.any(self.rho0 <= 0):
-            raise ValueError(f"density field {s.density_field!r} has non-positive values "
-                             f"(elements {np.flatnonzero(self.rho0 <= 0)[:10].tolist()}); "
-                             f"remodelling needs bone (ρ > 0) in every element")
-        params = s.cell_params
-        # BV/TV such that ρ_t(v_m(f)) f = ρ0: fixed point (v_m depends weakly on f via turnover)
-        rho_t = float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max))
-        f = np.minimum(self.rho0 / rho_t, 1.0)
-        cells = mineral = None
-        for _ in range(4):
-            cells = steady_state(params, baseline_drives, f_bm=jnp.asarray(f))
-            if self.mp is None:
-                break
-            mineral = init_mineral(cells, params, self.mp)
-            v_m = np.asarray(mean_mineral_content(mineral, cells.f_bm, self.mp))
-            f_new = np.minimum(self.rho0 / np.asarray(tissue_density(v_m, self.mp)), 1.0)
-            if np.max(np.abs(f_new - f)) < 1e-12:
-                break
-            f = f_new
-        if np.any(f >= 1.0):
-            raise ValueError(f"densities up to {self.rho0.max():.3g} g/cm³ exceed the tissue "
-                             f"density (BV/TV ≥ 1); check the density field's units")
-        cells = steady_state(params, baseline_drives, f_bm=jnp.asarray(f))
-        mineral = None if self.mp is None else init_mineral(cells, params, self.mp)
-        self.E0 = np.asarray(self.law.modulus(self.rho0))
-        # solver set-up (posed models, AMG hierarchies) depends only on the bone and settings:
-        # runs sharing ``cache`` (the arms of a study) build it once
-        cache = {} if cache is None else cache
-        key = (id(mesh), json.dumps(s.describe(), sort_keys=True, default=str))
-        if key not in cache:
-            cache[key] = (build_stimulus(mesh, self.E0, nu=s.nu, habitual=s.habitual,
-                                         body_mass_kg=s.body_mass_kg, smoothing=s.smoothing,
-                                         quantity=s.stimulus,
-                                         preconditioner=s.preconditioner), {}, {})
-        self.stim, self._strength, self._dxa = cache[key]
-        self.strength_warm = {}       # {strength case: last solution}: next output's warm start
-        from ..strength.loadcases import CASES
-
-        h0 = s.habitual[0]
-        self.pose0 = np.asarray(CASES[h0.case](**dict(h0.options)).pose)   # posed = R·x
-        u0 = tuple(jnp.zeros((mesh.n_nodes, 3)) for _ in self.stim.cases)
-        self.state0 = BoneState(cells, mineral, u0)
-        psi, u, _, ok = _stimulus_step(self.stim, self.state0, s.nu, self.mp, law=self.law)
-        if not bool(ok):
-            raise ValueError("the baseline habitual-load solves did not converge or the bone "
-                             "does not resist the load; check the node sets of the load cases")
-        self.psi0 = np.maximum(np.asarray(psi), 1e-12 * float(np.mean(psi)))
-        self.state0 = replace(self.state0, u=u)
-        _, self.mineral_vol0 = (np.asarray(a) for a in _apparent_density(self.state0, self.mp))
-        self.regions = sorted(k[len("region_"):] for k in mesh.cell_data if k.startswith("region_"))
-        self.baseline = None
-        self.baseline = self.measure(self.state0, 0.0)
-
-    # ---------------------------------------------------------------- outputs
-    def series(self, state: BoneState):
-        """Fields of one output time: density and BV/TV (n_elements,), and displacement
-        (n_nodes, 3) mm and von Mises stress (n_elements,) MPa of the first habitual case at
-        its target force (mesh frame), from the habitual solves at the current moduli. Returns
-        ``(fields, stimulus)``; ``stimulus`` is that solve's ``_stimulus_step`` output, which the
-        next mechanical step reuses."""
-        from ..fe.post import element_fields
-        from ..material.elastic import LinearElastic
-
-        rho, _ = _apparent_density(state, self.mp)
-        E = self.law.modulus(rho)
-        stimulus = _stimulus_step(self.stim, state, self.settings.nu, self.mp, law=self.law)
-        _, u, forces, _ = stimulus
-        c = self.stim.cases[0]
-        u_case = u[0] * (c.force_N / forces[0])
-        vm = element_fields(c.model, LinearElastic(E, jnp.asarray(self.settings.nu)), u_case)
-        return {"density": np.asarray(rho), "bvtv": np.asarray(state.cells.f_bm),
-                "displacement": np.asarray(u_case) @ self.pose0,
-                "von_mises": np.asarray(vm.von_mises)}, stimulus
-
-    def _markers(self, state: BoneState):
-        p = self.settings.cell_params
-        c = state.cells
-        vol = np.asarray(self.stim.volumes)
-        s = np.asarray(specific_surface(c.f_bm) / specific_surface(p.sv_reference_bvtv)
-                       if p.specific_surface else jnp.ones_like(c.f_bm))
-        ctx = float(np.sum(vol * s * np.asarray(p.k_res * c.OCa)))
-        p1np = float(np.sum(vol * s * np.asarray(p.k_form * c.OBa)))
-        return ctx, p1np
-
-    def _dxa_scan(self, region: str):
-        """The DXA geometry of ``region``, projected once per run (hip scans rotated)."""
-        if region not in self._dxa:
-            from ..bones import dxa_rotation_deg
-            from ..bones.densitometry import dxa_scan
-
-            rot = dxa_rotation_deg() if "femoral_neck" in self.regions else 0.0
-            self._dxa[region] = dxa_scan(self.mesh, region, rotation_deg=rot)
-        return self._dxa[region]
-
-    def _strength_case(self, name):
-        if name not in self._strength:
-            from ..fe.model import FEModel
-            from ..material.elastic import LinearElastic
-            from ..solve.amg import make_preconditioner
-            from ..strength import CASES
-
-            case = CASES[name]()
-            posed = case.posed(self.mesh)
-            pre = make_preconditioner(self.settings.preconditioner, FEModel.from_mesh(posed),
-                                      LinearElastic.create(self.E0, self.settings.nu,
-                                                           self.mesh.n_elements),
-                                      case.boundary_conditions(posed))
-            self._strength[name] = (case, pre)
-        return self._strength[name]
-
-    def refresh_preconditioners(self, state: BoneState) -> None:
-        """Rebuild the habitual cases' AMG hierarchies for the current moduli (host, ~0.35 s
-        each on the coarse femur). As low-density elements resorb, a hierarchy built for the
-        baseline moduli degrades (after 10 years of menopause: 38 CG iterations instead of 12);
-        refreshing at every output cut the FE time of the default study from 29 to 18 s per
-        arm. A new hierarchy is used only when its arrays have the old shapes, so nothing
-        recompiles; the refreshed ones are this run's own (arms sharing a cache start from the
-        baseline ones). The strength solves of the outputs keep the baseline hierarchy
-        (refreshing them cost more than it saved: 20 instead of 13 s of outputs per arm)."""
-        if self.settings.preconditioner == "jacobi":
-            return
-        from ..material.elastic import LinearElastic
-
-        rho, _ = _apparent_density(state, self.mp)
-        mat = LinearElastic.create(np.asarray(self.law.modulus(rho)), self.settings.nu,
-                                   self.mesh.n_elements)
-        cases = tuple(replace(c, preconditioner=_rebuilt(c.preconditioner, c.model, mat, c.bcs))
-                      for c in self.stim.cases)
-        self.stim = replace(self.stim, cases=cases)
-
-    def measure(self, state: BoneState, t_years: float, day: int = 0) -> dict:
-        """The output record of ``state`` at nominal time ``t_years`` (simulated ``day``)."""
-        from ..bones.densitometry import REFERENCE_POPULATIONS, volumetric_bmd
-        from ..strength import strength
-
-        s = self.settings
-        rho, mineral_vol = (np.asarray(a) for a in _apparent_density(state, self.mp))
-        dxa_density = self.rho0 * mineral_vol / self.mineral_vol0
-        regions = {}
-        volumes = np.asarray(self.stim.volumes)
-        for name in self.regions:
-            entry = {"vbmd_mg_cm3": volumetric_bmd(self.mesh, name, density=dxa_density,
-                                                   volumes=volumes)}
-            if name in REFERENCE_POPULATIONS:
-                a = self._dxa_scan(name).measure(dxa_density).abmd_g_cm2
-                mean, sd, _ = REFERENCE_POPULATIONS[name]
-                entry.update(abmd_g_cm2=a, t_score=(a - mean) / sd)
-            regions[name] = entry
-        E = np.asarray(self.law.modulus(rho))
-        stiffness, loads = {}, {}
-        for name in s.strength_cases:
-            case, pre = self._strength_case(name)
-            res = strength(self.mesh, case, E, nu=s.nu, methods=tuple(s.strength_methods),
-                           density=rho, preconditioner=pre, u0=self.strength_warm.get(name))
-            self.strength_warm[name] = jnp.asarray(res.u)
-            stiffness[name] = res.stiffness_N_per_mm
-            loads[name] = dict(res.fracture_load_N)
-        ctx, p1np = self._markers(state)
-        rec = {"time_years": float(t_years), "day": int(day), "regions": regions,
-               "stiffness_N_per_mm": stiffness,
-               "fracture_load_N": loads, "markers": {"ctx": ctx, "p1np": p1np},
-               "mean_bvtv": float(np.average(np.asarray(state.cells.f_bm),
-                                             weights=np.asarray(self.stim.volumes)))}
-        b = self.baseline or rec          # the baseline record is measured against itself
-        for name, entry in regions.items():
-            key = "abmd_g_cm2" if "abmd_g_cm2" in entry else "vbmd_mg_cm3"
-            entry["change_pct"] = 100.0 * (entry[key] / b["regions"][name][key] - 1.0)
-        rec["markers"].update(ctx_rel=ctx / b["markers"]["ctx"],
-                              p1np_rel=p1np / b["markers"]["p1np"])
-        return rec
+    mf = getattr(inputs, "mineralisation_factor", None)
+    mf = np.ones(n_days) if mf is None else np.asarray(mf, dtype=np.float64)
+    mf = np.full(n_days, float(mf)) if mf.ndim == 0 else mf[:n_days]
+    if mf.shape[0] < n_days or not np.all(np.isfinite(mf)) or np.any(mf <= 0):
+        raise ValueError(f"mineralisation_factor must be positive and finite for all {n_days} days")
+    return table, lf[:n_days], mf
 
 
 def _rebuilt(pre, model, material, bcs):
@@ -530,18 +319,20 @@ def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
 
 def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = RemodelSettings(),
             label: str = "run", out_dir=None, resume: bool = False, progress=None,
-            description: dict | None = None, cache: dict | None = None) -> RemodelResult:
+            description: dict | None = None, cache: dict | None = None,
+            refresh: bool = True) -> RemodelResult:
     """Remodel a bone for ``years`` under daily hormone/drug inputs, coupled to the FE solution.
 
     Args:
         mesh: the bone (mm) with an apparent-density cell field (``settings.density_field``,
-            g/cm³), the habitual and strength load cases' node sets, and optionally
-            ``region_*`` cell masks for the regional outputs.
-        inputs: daily inputs: ``.drives`` a :class:`~febone.remodel.cells.Drives` whose fields
-            are (n_days,) arrays (or scalars) for days 0..n_days−1, ``psi_ratio`` ignored, and
-            ``.load_factor`` (n_days,) habitual-force multiplier (see
-            :func:`febone.remodel.coupling.daily_inputs`). The start is the homeostasis of
-            neutral drives.
+            g/cm³), the habitual and strength load cases' node sets (masks, or found from the
+            geometry), and optionally ``region_*`` cell masks for the regional outputs.
+        inputs: daily inputs (:func:`febone.remodel.model.daily_table`): ``.drives`` a
+            :class:`~febone.remodel.cells.Drives` whose fields are (n_days,) arrays (or scalars)
+            for days 0..n_days−1, ``psi_ratio`` ignored; ``.load_factor`` (n_days,)
+            habitual-force multiplier; optional ``.mineralisation_factor`` (n_days,), whose
+            mean over the run scales the secondary mineralisation rate (calcium, vitamin D).
+            The start is the homeostasis of neutral drives.
         years: simulated time, years (a multiple of 1/steps_per_year).
         settings: :class:`RemodelSettings`.
         label: name of the run (protocol) in outputs and file names.
@@ -553,6 +344,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         description: extra JSON-ready metadata stored with the result ("what was run").
         cache: a dict shared by runs on the same ``mesh`` object (e.g. the arms of a study) to
             reuse the solver set-up (posed models, AMG hierarchies) between them.
+        refresh: rebuild the habitual AMG hierarchies at every output (host-side speed-up; the
+            answers change only within the CG tolerance).
 
     Returns:
         :class:`RemodelResult`.
@@ -573,71 +366,72 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     n_steps, n_days = len(bounds) - 1, int(bounds[-1])
     every = int(round(settings.output_interval_years * settings.steps_per_year))
     outputs = set(range(every, n_steps + 1, every)) | {n_steps}
-    table, load_factor = _check_inputs(inputs, n_days)
+    table, load_factor, mineral_factor = _check_inputs(inputs, n_days)
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
-    run = _Run(mesh, settings, Drives(), cache)
+    cache = {} if cache is None else cache
+    key = (id(mesh), json.dumps(settings.describe(), sort_keys=True, default=str))
+    if key not in cache:
+        cache[key] = {"model": build_model(mesh, settings)}
+    shared = cache[key]
+    model = shared["model"]
+    phys = physics(settings, float(np.mean(mineral_factor)))
+    out = _Outputs(mesh, model, settings, shared)
+    state, ok = _initial_state(model, phys)
+    if not bool(ok):
+        raise ValueError("the baseline habitual-load solves did not converge or the bone "
+                         "does not resist the load; check the node sets of the load cases")
+    out.baseline = out.measure(state, phys, 0.0)
     fp = _fingerprint(mesh, table, load_factor, settings, years)
     out_dir = None if out_dir is None else Path(out_dir)
     ckpt = jsonl = None
-    state, step0 = run.state0, 0
-    records = [run.baseline]
-    fields0, pending = run.series(state)               # pending: the next step's stimulus
-    series = {k: [v] for k, v in fields0.items()}
+    step0, records = 0, [out.baseline]
+    series = {k: [v] for k, v in out.fields(state, phys).items()}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt, jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
         if resume and ckpt.exists():
-            state, step0, records, series, run.strength_warm = _load_checkpoint(ckpt, state, fp)
-            run.refresh_preconditioners(state)      # as the uninterrupted run did there
-            pending = None
+            state, step0, records, series, out.strength_warm = _load_checkpoint(ckpt, state, fp)
+            if refresh:                              # as the uninterrupted run did there
+                model = refresh_preconditioners(model, state, phys, settings)
             log.info("%s: resuming at step %d of %d", label, step0, n_steps)
         elif resume:
             log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
         jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
-    mp, params, nu = run.mp, settings.cell_params, settings.nu
-    timing = {"setup_seconds": time.perf_counter() - start, "fe_seconds": 0.0,
-              "cell_seconds": 0.0, "output_seconds": 0.0}
+    timing = {"setup_seconds": time.perf_counter() - start, "step_seconds": 0.0,
+              "output_seconds": 0.0}
     for k in range(step0, n_steps):
         d0, d1 = int(bounds[k]), int(bounds[k + 1])
-        t_fe = time.perf_counter()
-        if pending is None:
-            pending = _stimulus_step(run.stim, state, nu, mp, law=run.law)
-        (psi, u, _, ok), pending = pending, None
-        if not bool(ok):
-            raise ConvergenceError(f"{label}: habitual-load FE solve failed at day {d0} (CG did "
-                                   f"not converge or the bone no longer resists the load)")
-        ratio = jnp.asarray(np.asarray(psi) / run.psi0)
-        t_cell = time.perf_counter()
-        timing["fe_seconds"] += t_cell - t_fe
-        dt = {name: jnp.asarray(v[d0:d1]) for name, v in table.items()}
-        cells, mineral, _ = _cell_step(params, mp, state.cells, state.mineral, Drives(**dt),
-                                       jnp.asarray(load_factor[d0:d1]), ratio,
-                                       jnp.asarray(float(d0)), settings.lazy_zone,
-                                       n_days=d1 - d0,
-                                       rtol=settings.cell_rtol)
-        f_now = np.asarray(cells.f_bm)
-        if not np.all(np.isfinite(f_now)):
+        t_step = time.perf_counter()
+        drives = Drives(**{name: jnp.asarray(v[d0:d1]) for name, v in table.items()})
+        state_new, info, valid = _step(model, phys, state, drives,
+                                       jnp.asarray(load_factor[d0:d1]), float(d0),
+                                       n_days=d1 - d0)
+        finite, inside = (bool(v) for v in np.asarray(valid))
+        if not finite:
             raise CellModelError(f"{label}: the cell model produced NaN at day {d1}; check the "
                                  f"daily inputs for extreme values")
-        if np.any(f_now <= 0) or np.any(f_now > 1):
+        if not inside:
             raise CellModelError(f"{label}: BV/TV left (0, 1] at day {d1} (elements resorbed "
                                  f"completely or overfilled); shorten the run or check the inputs")
-        state = BoneState(cells, mineral, u)
+        if not bool(info.ok):
+            raise ConvergenceError(f"{label}: habitual-load FE solve failed at day {d1} (CG did "
+                                   f"not converge or the bone no longer resists the load)")
+        state = state_new
         t_out = time.perf_counter()
-        timing["cell_seconds"] += t_out - t_cell
+        timing["step_seconds"] += t_out - t_step
         rec = None
         if k + 1 in outputs:
-            run.refresh_preconditioners(state)
-            rec = run.measure(state, (k + 1) / settings.steps_per_year, d1)
+            if refresh:
+                model = refresh_preconditioners(model, state, phys, settings)
+            rec = out.measure(state, phys, (k + 1) / settings.steps_per_year, d1)
             records.append(rec)
-            fields_k, pending = run.series(state)
-            for name, v in fields_k.items():
+            for name, v in out.fields(state, phys).items():
                 series[name].append(v)
             if out_dir is not None:
+                _save_checkpoint(ckpt, state, k + 1, fp, records, series, out.strength_warm)
                 with jsonl.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
-                _save_checkpoint(ckpt, state, k + 1, fp, records, series, run.strength_warm)
             timing["output_seconds"] += time.perf_counter() - t_out
         if progress is not None:
             progress(k + 1, n_steps, rec)

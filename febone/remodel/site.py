@@ -37,7 +37,7 @@ from .cells import CellState, Drives, simulate, specific_surface, steady_state
 from .coupling import DEFAULT_COUPLING, CouplingParameters, daily_inputs
 from .hormones import YEAR_DAYS, HormoneSeries, hormone_series
 from .mineral import init_mineral
-from .parameters import (MARTINEZ_REINA_2019, MINERAL_MARTINEZ_REINA_2019, CellParameters,
+from .parameters import (MINERAL_MARTINEZ_REINA_2019, SITE_CELL_PARAMETERS, CellParameters,
                          MineralParameters)
 from .patient import Patient
 from .treatments import Treatment
@@ -46,14 +46,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SiteResult", "simulate_site", "SITE_CELL_PARAMETERS", "MODULUS_EXPONENT"]
 
-#: Scheiner 2013 / Martínez-Reina 2019 cell parameters with turnover ∝ specific surface and the
-#: mechanical RANKL production κ lowered from 1e5 to 1e4 pM/day: with the force-controlled
-#: closure, κ = 1e5 answers any anabolic stimulus (e.g. OB apoptosis −20 %) with a threefold
-#: turnover rise that lowers BMD by ~20 % through younger, less mineralised bone, contradicting
-#: the BMD gains of teriparatide, testosterone and GH; κ = 1e4 keeps BV/TV bounded (measured with
-#: A_OBa ×0.8 over 10 y: BV/TV +10…68 % trabecular, +10 % cortical) *(choice, not fitted)*.
-SITE_CELL_PARAMETERS = replace(MARTINEZ_REINA_2019, specific_surface=True, kappa_mech=1.0e4,
-                               name=MARTINEZ_REINA_2019.name + " + S_V, kappa 1e4")
 #: Exponent B of E ∝ ρ_app^B (Morgan et al. 2003, femoral neck: 6850 ρ^1.49 MPa).
 MODULUS_EXPONENT = 1.49
 

@@ -110,7 +110,11 @@ class SensitivityResult:
         forward_seconds, gradient_seconds: run time of one forward / value-and-gradient
             evaluation, s (compiled; compilation reported separately).
         compile_seconds: {"forward": s, "gradient": s}.
-        years: simulated years; n_steps: mechanical steps; device: where it ran.
+        years: simulated years (nominal, as ``febone run`` reports them); days: simulated days;
+            n_steps: mechanical steps; device: where it ran.
+        baseline: the outcomes at time 0 as ``febone run`` reports them: ``pistoia_load_N``
+            (exact Pistoia), ``surrogate_load_N`` (the differentiated surrogate),
+            ``stiffness_N_per_mm``, of the study's strength case.
     """
 
     outcome: str
@@ -122,6 +126,8 @@ class SensitivityResult:
     years: float = 0.0
     n_steps: int = 0
     device: str = ""
+    days: int = 0
+    baseline: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The result, JSON-ready (the name every febone result uses)."""
@@ -129,7 +135,8 @@ class SensitivityResult:
                 "forward_seconds": self.forward_seconds,
                 "gradient_seconds": self.gradient_seconds,
                 "compile_seconds": self.compile_seconds, "years": self.years,
-                "n_steps": self.n_steps, "device": self.device}
+                "days": self.days, "n_steps": self.n_steps, "baseline": self.baseline,
+                "device": self.device}
 
 
 def _timed(fn, *args):
@@ -174,9 +181,12 @@ def sensitivity(study: Study, names, outcome_name: str = "fracture_load", *,
              "step": fd_step(n, p[n]) if check else None} for n in names]
     log.info("sensitivity of %s: forward %.2f s, gradient %.2f s (compile %.1f + %.1f s)",
              outcome_name, t_f, t_g, t_fc, t_gc)
+    baseline = {"pistoia_load_N": float(out.pistoia_load[0]),
+                "surrogate_load_N": float(out.baseline_fracture_load),
+                "stiffness_N_per_mm": float(out.baseline_stiffness)}
     return SensitivityResult(outcome_name, float(value), rows, t_f, t_g,
                              {"forward": t_fc, "gradient": t_gc}, study.years, study.n_steps,
-                             device_description())
+                             device_description(), study.n_days, baseline)
 
 
 def batch(study: Study, params: dict) -> Outcomes:

@@ -1,56 +1,49 @@
-"""A pure, differentiable forward model of an FE-coupled remodelling run.
+"""The remodelling model as one differentiable function of a parameter dictionary.
 
-:func:`forward` is the FE-coupled loop of :func:`febone.remodel.remodel` written as one traced
-function of a parameter dictionary, so ``jax.grad``, ``jax.vmap`` and ``jax.jvp`` (with
-``StudySettings(relay_adjoints=False)``) apply to a whole run:
+:func:`forward` drives the one remodelling model (:mod:`febone.remodel.model`, the same
+:func:`~febone.remodel.model.initial_state` and :func:`~febone.remodel.model.step` that
+``febone run`` drives with its host loop) under ``lax.scan``, so ``jax.grad``, ``jax.vmap`` and
+``jax.jvp`` (with ``StudySettings(relay_adjoints=False)``) apply to a whole run:
 
-    parameters ─> hormone_series ─> daily_inputs ─> steady start (implicit derivative)
-              ─> lax.scan over mechanical steps of ``step_days`` days:
-                     moduli E(ρ_app) ─> habitual SED (implicit-diff FE solves, warm starts)
-                     ─> cell model over the step's days (fixed daily RODAS3 steps by default)
-              ─> outcomes at the end: fracture load (soft-quantile Pistoia surrogate), stiffness,
-                 regional vBMD change; the vBMD trajectory at every step.
+    parameters ─> daily_table ─> initial_state (implicit derivative of the steady start)
+              ─> lax.scan over the mechanical steps of step_schedule (the days ``febone run``
+                 steps on; a ``lax.switch`` over the step lengths, 30 and 31 days for monthly):
+                     step: cell model over the step's days ─> moduli ─> habitual solves
+              ─> outcomes at the end: fracture load (soft-quantile Pistoia surrogate, and the
+                 exact one), stiffness, regional vBMD change; the vBMD trajectory after every step.
 
 Reverse-mode memory is bounded by checkpointing: by default every mechanical step is
-``jax.checkpoint``-ed (``block=1``), so the reverse pass stores one carry per step (cells
-5 × n_elements and their mean mineral content, the mineral queue queue_days × n_elements, per
-habitual case one (n_nodes, 3) displacement and one relayed adjoint, :mod:`febone.solve.relay`)
-plus the working set of one step (its days of cell-model inputs; each Rosenbrock step is
-checkpointed too, ``cell_checkpoint``), instead of every intermediate of every step.
-For long runs ``block=None`` groups the steps in checkpointed blocks of ⌈√n_steps⌉ (two levels:
-(n_blocks + block) carries, one more forward recomputation). A step's FE solutions are saved (a
-checkpoint policy on ``custom_linear_solve``), so the recomputation of the reverse pass does not
-repeat the CG solves. Padding steps beyond ``n_steps`` (to fill the last block) are skipped with
-``lax.cond``.
+``jax.checkpoint``-ed (``block=1``), so the reverse pass stores one carry per step (the
+:class:`~febone.remodel.model.BoneState`: cells, mineral queue, mean mineral content, the
+habitual solutions and stimuli, plus one relayed adjoint per habitual case,
+:mod:`febone.solve.relay`) and the working set of one step (each Rosenbrock step is checkpointed
+too, ``cell_checkpoint``). For long runs ``block=None`` groups the steps in checkpointed blocks
+of ⌈√n_steps⌉ (two levels). A step's FE solutions are saved (a checkpoint policy on
+``custom_linear_solve``), so the recomputation of the reverse pass repeats no CG solve. Padding
+steps beyond ``n_steps`` (to fill the last block) are skipped with ``lax.cond``.
 
-Differences from :func:`febone.remodel.remodel`: steps have a fixed whole number of days (the
-run covers ``n_steps · step_days`` days), outputs are at the end (and the trajectory of vBMD),
-BMD is volumetric (mineral mass over volume of a region, with the same mineral scaling), and
-the cell model defaults to fixed daily steps (``cell_rtol=None``): adaptive step-size control
-is piecewise constant in the parameters, which makes finite-difference checks noisy and turns
-into always-taken branches under ``vmap``.
+What differs from ``febone run`` is listed in :mod:`febone.remodel.settings`: fixed daily cell
+steps (``STUDY_DIFFERENCES``) and the smooth fracture-load surrogate.
 """
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass, field, fields, replace
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..mesh.mesh import Mesh
-from ..remodel.cells import Drives, simulate, steady_state
-from ..remodel.coupling import CouplingParameters, daily_inputs
-from ..remodel.fe_calibration import FE_COUPLING
-from ..remodel.hormones import hormone_series
-from ..remodel.mechanics import build_stimulus, habitual_sed, habitual_sed_relayed, lazy_zone
-from ..remodel.mineral import init_mineral, mean_mineral_content, tissue_density
-from ..remodel.parameters import MINERAL_MARTINEZ_REINA_2019
+from ..remodel.coupling import FE_COUPLING, CouplingParameters
+from ..remodel.mechanics import PosedCase, pose_case
+from ..remodel.model import (CellIntegration, RemodelModel, build_model, daily_table,
+                             initial_state, moduli, physics, regional_vbmd, step,
+                             strength_response)
 from ..remodel.patient import Patient
-from ..remodel.simulation import DAYS_PER_YEAR, RemodelSettings
+from ..remodel.settings import (DAYS_PER_YEAR, STUDY_DIFFERENCES, RemodelSettings,
+                                step_schedule)
 from ..remodel.treatments import Treatment
 
 __all__ = ["StudySettings", "Study", "Outcomes", "build_study", "forward", "OUTCOMES"]
@@ -66,24 +59,20 @@ class StudySettings:
     """How the differentiable run is discretised and what it reports.
 
     Attributes:
-        remodel: the physics (:class:`febone.remodel.RemodelSettings`: habitual loading, body
-            mass, density law, ν, density field, cell and mineral parameters, smoothing,
-            preconditioner). ``steps_per_year``/``output_every``/``strength_*`` are not used.
-        step_days: days per mechanical (FE) step (whole days; 30 ≈ monthly).
-        block: steps per checkpoint block: 1 (default) a checkpoint per step, one carry
-            per step stored (41 MB on the coarse femur); None ⌈√n_steps⌉ (two levels:
-            ~2√n_steps carries, one more forward recomputation: for runs of many years).
+        remodel: the physics and calendar (:class:`febone.remodel.RemodelSettings`: habitual
+            loading, body mass, density law, ν, density field, cell and mineral parameters,
+            steps per year, cell-model tolerance, smoothing, preconditioner); default the
+            host loop's with :data:`~febone.remodel.settings.STUDY_DIFFERENCES` (fixed daily
+            cell steps). ``output_interval_years``/``strength_*`` are not used.
+        block: steps per checkpoint block: 1 (default) a checkpoint per step; None ⌈√n_steps⌉
+            (two levels: ~2√n_steps carries, one more forward recomputation: for long runs).
         checkpoint: False stores every intermediate of every step in reverse mode (for
             memory comparisons only).
-        cell_rtol: adaptive tolerance of the cell model, or None (default) for fixed steps of
-            ``cell_dt`` days.
-        cell_dt: fixed cell-model step, days (a divisor of one day).
+        cell_dt: (largest) cell-model step, days (a divisor of one day).
         cell_method: Rosenbrock method of the cell model (``rodas3``, ``ros2``, ``euler``).
-        cell_checkpoint: also checkpoint every cell-model step inside a mechanical step
-            (:func:`febone.remodel.cells.simulate` ``checkpoint_steps``, default True): the
-            working set of one step keeps each day's input state instead of its Rosenbrock
-            residuals (~250 floats per element and day); on the coarse femur recomputing them
-            is faster than storing them (benchmarks/RESULTS_study.md).
+        cell_checkpoint: checkpoint every cell-model step inside a mechanical step (default
+            True): the working set of one step keeps each day's input state instead of its
+            Rosenbrock residuals (~250 floats per element and day).
         relay_adjoints: in reverse mode, start each step's adjoint FE solves from the next
             step's adjoints (:mod:`febone.solve.relay`) instead of from zero: the same gradient
             in fewer CG iterations. Forward mode (``jax.jvp``) needs False.
@@ -92,13 +81,14 @@ class StudySettings:
         critical_strain, fraction: Pistoia criterion (effective strain 0.7 %, 2 % of the tissue).
         tau: relative width of the soft quantile of the fracture-load surrogate.
         regions: ``region_*`` cell masks whose vBMD change is reported (default: all).
+        stiffness_trajectory: also solve the strength case after every step (warm-started) and
+            report its stiffness trajectory (one more FE solve per step).
     """
 
-    remodel: RemodelSettings = RemodelSettings()
-    step_days: int = 30
+    remodel: RemodelSettings = replace(RemodelSettings(), **{k: v for k, (v, _) in
+                                                              STUDY_DIFFERENCES.items()})
     block: int | None = 1
     checkpoint: bool = True
-    cell_rtol: float | None = None
     cell_dt: float = 1.0
     cell_method: str = "rodas3"
     cell_checkpoint: bool = True
@@ -108,13 +98,11 @@ class StudySettings:
     fraction: float = 0.02
     tau: float = 0.02
     regions: tuple | None = None
+    stiffness_trajectory: bool = False
 
     def __post_init__(self):
         if not isinstance(self.remodel, RemodelSettings):
             raise TypeError(f"remodel must be a RemodelSettings; got {type(self.remodel).__name__}")
-        if not (isinstance(self.step_days, int) and self.step_days >= 1):
-            raise ValueError(f"step_days must be a positive whole number of days (30 ≈ monthly); "
-                             f"got {self.step_days!r}")
         if self.block is not None and not (isinstance(self.block, int) and self.block >= 1):
             raise ValueError(f"block must be a positive integer (steps per checkpoint) or None; "
                              f"got {self.block!r}")
@@ -124,51 +112,55 @@ class StudySettings:
 
 
 @dataclass(frozen=True)
-class _StrengthData:
-    model: object
-    bcs: object
-    preconditioner: object
-    loaded: jax.Array
-    axis: int = field(metadata=dict(static=True))
-    sign: float = field(metadata=dict(static=True))
-
-
-@dataclass(frozen=True)
 class Study:
     """Everything :func:`forward` needs, built once on the host by :func:`build_study`.
 
     Attributes:
-        stim: :class:`~febone.remodel.mechanics.MechanicalStimulus` of the habitual loading.
-        strength: posed model, BCs (unit displacement), preconditioner and loaded set of the
-            strength case.
-        rho0: (n_elements,) baseline apparent density, g/cm³.
-        region_masks: (n_regions, n_elements) 0/1 weights of the reported regions.
+        model: the bone (:class:`~febone.remodel.model.RemodelModel`).
+        strength: the strength case posed on the bone (:class:`~febone.remodel.mechanics.PosedCase`).
         patient: :class:`Patient` at the start; treatments: tuple of :class:`Treatment`.
         coupling: :class:`CouplingParameters`.
-        regions: region names (static); n_steps: mechanical steps (static);
+        days: day boundaries of the mechanical steps (static; :func:`step_schedule`).
         settings: :class:`StudySettings` (static).
     """
 
-    stim: object
-    strength: _StrengthData
-    rho0: jax.Array
-    region_masks: jax.Array
+    model: RemodelModel
+    strength: PosedCase
     patient: Patient
     treatments: tuple
     coupling: CouplingParameters
-    regions: tuple = field(metadata=dict(static=True))
-    n_steps: int = field(metadata=dict(static=True))
+    days: tuple = field(metadata=dict(static=True))
     settings: StudySettings = field(metadata=dict(static=True))
 
     @property
+    def n_steps(self) -> int:
+        """Mechanical steps."""
+        return len(self.days) - 1
+
+    @property
     def n_days(self) -> int:
-        """Simulated days, n_steps · step_days."""
-        return self.n_steps * self.settings.step_days
+        """Simulated days."""
+        return self.days[-1]
 
     @property
     def years(self) -> float:
-        """Simulated years, n_days / 365.25."""
-        return self.n_days / DAYS_PER_YEAR
+        """Simulated years, n_steps / steps_per_year (the nominal time ``febone run`` reports)."""
+        return self.n_steps / self.settings.remodel.steps_per_year
+
+    @property
+    def rho0(self) -> jax.Array:
+        """(n_elements,) baseline apparent density, g/cm³."""
+        return self.model.rho0
+
+    @property
+    def regions(self) -> tuple:
+        """Names of the reported regions."""
+        return self.model.regions
+
+    @property
+    def stim(self):
+        """The habitual loading (:class:`~febone.remodel.mechanics.MechanicalStimulus`)."""
+        return self.model.stim
 
     @property
     def outcome_names(self) -> tuple:
@@ -185,8 +177,14 @@ class Outcomes:
         stiffness: N/mm, of the strength case at the end.
         bmd_change: (n_regions,) % change of regional vBMD at the end.
         bmd_trajectory: (n_steps, n_regions) % change of regional vBMD after every step.
+        stiffness_trajectory: (n_steps,) N/mm, stiffness of the strength case after every step
+            (``StudySettings.stiffness_trajectory``; else None).
         mean_bvtv_change: % change of the volume-weighted mean BV/TV at the end.
         baseline_fracture_load: N, at the start (same surrogate).
+        baseline_stiffness: N/mm, at the start.
+        pistoia_load: (2,) N, the exact Pistoia load (as ``febone run`` reports it) at the start
+            and at the end (piecewise smooth in the parameters: report it, differentiate the
+            surrogate).
         converged: bool, every FE solve converged and resisted its load.
     """
 
@@ -194,12 +192,15 @@ class Outcomes:
     stiffness: jax.Array
     bmd_change: jax.Array
     bmd_trajectory: jax.Array
+    stiffness_trajectory: jax.Array | None
     mean_bvtv_change: jax.Array
     baseline_fracture_load: jax.Array
+    baseline_stiffness: jax.Array
+    pistoia_load: jax.Array
     converged: jax.Array
 
 
-for _cls in (_StrengthData, Study, Outcomes):
+for _cls in (Study, Outcomes):
     _static = [f.name for f in fields(_cls) if f.metadata.get("static")]
     jax.tree_util.register_dataclass(
         _cls, data_fields=[f.name for f in fields(_cls) if f.name not in _static],
@@ -209,7 +210,7 @@ for _cls in (_StrengthData, Study, Outcomes):
 def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
                 settings: StudySettings = StudySettings(),
                 coupling: CouplingParameters = FE_COUPLING) -> Study:
-    """Host-side set-up (once): stimulus, strength case, baseline density, region masks.
+    """Host-side set-up (once): the remodelling model of the bone and its strength case.
 
     Args:
         mesh: the bone (mm) with an apparent-density cell field (g/cm³); node sets of the
@@ -217,24 +218,17 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
             (:func:`febone.strength.geometry.resolve_node_sets`); optional ``region_*`` masks.
         patient: :class:`Patient` at the start.
         treatments: sequence of :class:`Treatment` (times from the start).
-        years: simulated time, years; rounded to whole steps of ``settings.step_days``.
+        years: simulated time, years; rounded to whole mechanical steps
+            (``settings.remodel.steps_per_year``), the calendar of ``febone run``.
         settings: :class:`StudySettings`.
         coupling: :class:`CouplingParameters`.
 
     Raises:
         TypeError / ValueError: bad inputs (messages name the problem and the fix).
     """
-    from ..bones.densitometry import _density
-    from ..fe.model import FEModel
-    from ..material.elastic import LinearElastic
-    from ..material.laws import density_law
-    from ..mesh.nodesets import node_set
-    from ..solve.amg import make_preconditioner
     from ..strength import CASES
     from ..strength.geometry import resolve_node_sets
 
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a febone Mesh (febone.read_mesh); got {type(mesh).__name__}")
     if not isinstance(patient, Patient):
         raise TypeError(f"patient must be a Patient (Patient.create(...)); got "
                         f"{type(patient).__name__}")
@@ -247,108 +241,39 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
         raise TypeError(f"settings must be StudySettings; got {type(settings).__name__}")
     if isinstance(years, bool) or not isinstance(years, (int, float)) or not years > 0:
         raise ValueError(f"years must be a positive number of years; got {years!r}")
-    n_steps = max(1, int(round(years * DAYS_PER_YEAR / settings.step_days)))
-    s = settings.remodel
     if settings.strength_case not in CASES:
         raise ValueError(f"unknown strength case {settings.strength_case!r}; choose from "
                          f"{sorted(CASES)}")
-    for case_name in {h.case for h in s.habitual} | {settings.strength_case}:
-        mesh, _ = resolve_node_sets(mesh, CASES[case_name]())
-    rho0 = _density(mesh, s.density_field)
-    if np.any(rho0 <= 0):
-        raise ValueError(f"density field {s.density_field!r} has non-positive values; "
-                         f"remodelling needs bone (ρ > 0) in every element")
-    rho_t = float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max))
-    if np.any(rho0 >= rho_t):
-        raise ValueError(f"densities up to {rho0.max():.3g} g/cm³ reach the tissue density "
-                         f"({rho_t:.3g}: BV/TV ≥ 1); check the density field's units (g/cm³)")
-    law = density_law(s.law)
-    E0 = np.asarray(law.modulus(rho0))
-    stim = build_stimulus(mesh, E0, nu=s.nu, habitual=s.habitual, body_mass_kg=s.body_mass_kg,
-                          smoothing=s.smoothing, preconditioner=s.preconditioner,
-                          quantity=s.stimulus)
-    case = CASES[settings.strength_case]()
-    posed = case.posed(mesh)
-    model = FEModel.from_mesh(posed)
-    bcs = case.boundary_conditions(posed)
-    pre = make_preconditioner(s.preconditioner, model, LinearElastic.create(E0, s.nu,
-                                                                           mesh.n_elements), bcs)
-    strength = _StrengthData(model, bcs, pre, jnp.asarray(node_set(posed, case.loaded)),
-                             "xyz".index(case.axis), case.load_sign(posed))
-    available = sorted(k[len("region_"):] for k in mesh.cell_data if k.startswith("region_"))
-    regions = tuple(available) if settings.regions is None else tuple(settings.regions)
-    missing = [r for r in regions if r not in available]
-    if missing:
-        raise ValueError(f"regions {missing} are not region_* cell masks of the mesh; "
-                         f"available: {available}")
-    if regions:
-        masks = np.stack([np.asarray(mesh.cell_data[f"region_{r}"], float).reshape(-1) > 0
-                          for r in regions]).astype(float)
-    else:                                  # a specimen without regions: the whole bone
-        regions, masks = ("all",), np.ones((1, mesh.n_elements))
-    if np.any(masks.sum(axis=1) == 0):
-        raise ValueError(f"a region selects no element: {dict(zip(regions, masks.sum(1)))}")
-    log.info("study: %d elements, %d steps of %d days (%.2f years)", mesh.n_elements, n_steps,
-             settings.step_days, n_steps * settings.step_days / DAYS_PER_YEAR)
-    return Study(stim, strength, jnp.asarray(rho0), jnp.asarray(masks), patient, treatments,
-                 coupling, regions, n_steps, settings)
+    s = settings.remodel
+    n_steps = max(1, int(round(years * s.steps_per_year)))
+    days = tuple(int(d) for d in step_schedule(n_steps / s.steps_per_year, s.steps_per_year))
+    integration = CellIntegration(rtol=s.cell_rtol, dt=settings.cell_dt,
+                                  method=settings.cell_method,
+                                  checkpoint=settings.cell_checkpoint)
+    if isinstance(mesh, Mesh):
+        mesh, _ = resolve_node_sets(mesh, CASES[settings.strength_case]())
+    model = build_model(mesh, s, regions=settings.regions, integration=integration)
+    E0 = np.asarray(physics(s).law.modulus(model.rho0))
+    strength = pose_case(mesh, CASES[settings.strength_case](), E0, nu=s.nu,
+                         preconditioner=s.preconditioner)
+    log.info("study: %d elements, %d steps (%d days, %.2f years)", mesh.n_elements, n_steps,
+             days[-1], days[-1] / DAYS_PER_YEAR)
+    return Study(model, strength, patient, treatments, coupling, days, settings)
 
 
 # --------------------------------------------------------------------------------------------
-# the traced model
+# the traced run
 # --------------------------------------------------------------------------------------------
-def _modulus(rho, law):
-    a, b, rho_min = law
-    return a * jnp.maximum(rho, rho_min) ** b
+def _strength_outcome(study: Study, E, nu):
+    """(smooth Pistoia load N, exact Pistoia load N, stiffness N/mm, converged)."""
+    from ..strength.criteria import failure_load
 
-
-def _apparent(cells, v_m, mp):
-    """(ρ_app g/cm³, mineral volume per element volume) of every element, from the cells and
-    the mean mineral content v_m (None without mineralisation)."""
-    f = cells.f_bm
-    if mp is None:
-        return float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max)) * f, f
-    return tissue_density(v_m, mp) * f, v_m * f
-
-
-def _content(cells, mineral, mp):
-    """Mean mineral content (n_elements,) of a queue, or None without mineralisation."""
-    return None if mp is None else mean_mineral_content(mineral, cells.f_bm, mp)
-
-
-def _initial_state(params, mp, baseline: Drives, rho0):
-    """Steady state whose apparent density is ρ0 (fixed point in BV/TV, as remodel() does)."""
-    rho_t = float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max))
-    f = jnp.minimum(rho0 / rho_t, 1.0)
-    cells = steady_state(params, baseline, f_bm=f)
-    mineral = None
-    if mp is not None:
-        for _ in range(4):
-            mineral = init_mineral(cells, params, mp)
-            v_m = mean_mineral_content(mineral, cells.f_bm, mp)
-            f = jnp.minimum(rho0 / tissue_density(v_m, mp), 1.0)
-            cells = steady_state(params, baseline, f_bm=f)
-        mineral = init_mineral(cells, params, mp)
-    return cells, mineral
-
-
-def _strength_outcome(study: Study, E, nu, u0=None):
-    """(smooth Pistoia fracture load N, stiffness N/mm, converged) of the strength case."""
-    from ..fe.post import element_fields, reaction_forces
-    from ..material.elastic import LinearElastic
-    from ..solve.linear import solve
-    from ..solve.pcg import PCG
-    from ..strength.criteria import effective_strain, failure_load
-
-    c, st = study.strength, study.settings
-    mat = LinearElastic(E, jnp.asarray(nu, E.dtype))
-    sol = solve(c.model, mat, c.bcs, solver=PCG(rtol=1e-10), preconditioner=c.preconditioner,
-                u0=u0, throw=False, check_supports=False)
-    force = c.sign * reaction_forces(c.model, mat, c.bcs, sol.u)[c.loaded, c.axis].sum()
-    measure = effective_strain(element_fields(c.model, mat, sol.u).sed, E)
-    load = failure_load(force, measure, c.model.volumes, st.critical_strain, st.fraction,
-                        smooth=True, tau=st.tau)
-    return load, force, sol.stats.converged & (force > 0)
+    st = study.settings
+    k, eff, _, ok = strength_response(study.strength, E, nu)
+    vol = study.strength.model.volumes
+    load = lambda smooth: failure_load(k, eff, vol, st.critical_strain, st.fraction,
+                                       smooth=smooth, tau=st.tau)
+    return load(True), load(False), k, ok
 
 
 def _save_solves(prim, *_, **__) -> bool:
@@ -379,65 +304,46 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     from .parameters import apply
 
     r = apply(study, params or {})
-    st = study.settings
-    s = st.remodel
-    n_steps, step_days = study.n_steps, st.step_days
+    st, model = study.settings, study.model
+    bounds = np.asarray(study.days)
+    n_steps, n_days = study.n_steps, int(bounds[-1])
     dtype = r.rho0.dtype
-    series = hormone_series(r.patient, r.treatments, days=n_steps * step_days, dtype=dtype)
-    inputs = daily_inputs(series, r.coupling)
-    table = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_steps * step_days,)),
-                                   inputs.drives)
-    baseline = replace(jax.tree_util.tree_map(lambda a: a[0], table), psi_ratio=1.0)
-    cp, mp = r.cell_params, r.mineral_params
-    cells0, mineral0 = _initial_state(cp, mp, baseline, r.rho0)
-    v_m0 = _content(cells0, mineral0, mp)
-    rho, mvol0 = _apparent(cells0, v_m0, mp)
-    nu = s.nu
-    u_zero = tuple(jnp.zeros((c.model.n_nodes, 3), dtype)
-                   for c in study.stim.cases)
-    psi0, u0, _, ok0 = habitual_sed(study.stim, _modulus(rho, r.law), nu, u_zero)
-    psi0 = jnp.maximum(psi0, 1e-12 * jnp.mean(psi0))
-    load0, _, ok_s0 = _strength_outcome(study, _modulus(rho, r.law), nu)
+    inputs = daily_table(r.patient, r.treatments, r.coupling, n_days, dtype=dtype)
+    phys = physics(st.remodel, jnp.mean(inputs.mineralisation_factor), law=r.law,
+                   cell=r.cell_params, mineral=r.mineral_params)
+    state0, ok0 = initial_state(model, phys, r.rho0)
+    load0, pistoia0, k0, ok_s0 = _strength_outcome(study, moduli(state0, phys), phys.nu)
+    vbmd0 = regional_vbmd(model, state0, phys.mineral)
+    vol = model.volumes
+    f_mean0 = jnp.sum(vol * state0.cells.f_bm) / jnp.sum(vol)
 
-    vol = study.stim.volumes
-    w_reg = study.region_masks * (vol * r.rho0)[None, :]         # (n_regions, n) mg-ish weights
-    denom = w_reg @ jnp.ones_like(vol)
-    f_mean0 = jnp.sum(vol * cells0.f_bm) / jnp.sum(vol)
+    # the step's daily inputs, padded to the longest step: (n_steps, longest)
+    lengths = np.diff(bounds)
+    kinds = tuple(sorted(set(int(n) for n in lengths)))
+    longest = kinds[-1]
+    day_index = np.minimum(bounds[:-1, None] + np.arange(longest)[None, :], n_days - 1)
+    tables = jax.tree_util.tree_map(lambda a: a[day_index], inputs.drives)
+    lf = inputs.load_factor[day_index]
+    kind = np.searchsorted(kinds, lengths)
+    relay_on = st.relay_adjoints
 
-    def bmd_change(mvol):
-        return 100.0 * ((w_reg @ (mvol / mvol0)) / denom - 1.0)
-
-    # daily tables per step: (n_steps, step_days)
-    per_step = lambda a: a.reshape(n_steps, step_days)
-    tables = jax.tree_util.tree_map(per_step, table)
-    lf = per_step(jnp.broadcast_to(inputs.load_factor, (n_steps * step_days,)))
-    cell_kw = dict(dt=st.cell_dt, rtol=st.cell_rtol, method=st.cell_method,
-                   checkpoint_steps=st.cell_checkpoint)
+    def one_step(state, relay, dtab, lf_k, t0, n):
+        return step(model, phys, state, dtab, lf_k, t0, n_days=n, relay=relay if relay_on else None)
 
     def mech_step(carry, x):
-        cells, mineral, v_m, u, relay, ok = carry
-        dtab, lf_k, k = x
-        rho, _ = _apparent(cells, v_m, mp)
-        E_k = _modulus(rho, r.law)
-        if st.relay_adjoints:
-            psi, u_new, _, ok_k, relay = habitual_sed_relayed(study.stim, E_k, nu, u, relay)
+        state, relay, u_s, ok = carry
+        dtab, lf_k, t0, b = x
+        branches = [lambda s, r_, d, l, t, n=n: one_step(s, r_, d, l, t, n) for n in kinds]
+        if len(branches) == 1:
+            new, info, relay_new = branches[0](state, relay, dtab, lf_k, t0)
         else:
-            psi, u_new, _, ok_k = habitual_sed(study.stim, E_k, nu, u)
-        ratio = psi / psi0
-        t0 = (k * step_days).astype(dtype)
-
-        def drives_fn(t, s_, v_):
-            i = jnp.clip(jnp.floor(t - t0).astype(jnp.int32), 0, step_days - 1)
-            d = jax.tree_util.tree_map(lambda a: a[i], dtab)
-            return replace(d, psi_ratio=lazy_zone(ratio * lf_k[i] ** 2, s.lazy_zone))
-
-        kw = {} if mp is None else {"mineral": mineral, "mineral_params": mp}
-        traj = simulate(cp, cells, drives_fn, days=step_days, t0=t0, save_every=step_days,
-                        **cell_kw, **kw)
-        cells_new, mineral_new = traj.final, traj.mineral
-        v_m_new = None if mp is None else traj.v_m[-1]
-        _, mvol = _apparent(cells_new, v_m_new, mp)
-        return (cells_new, mineral_new, v_m_new, u_new, relay, ok & ok_k), bmd_change(mvol)
+            new, info, relay_new = jax.lax.switch(b, branches, state, relay, dtab, lf_k, t0)
+        relay = relay_new if relay_on else relay
+        out = (100.0 * (regional_vbmd(model, new, phys.mineral) / vbmd0 - 1.0),)
+        if st.stiffness_trajectory:
+            k, _, u_s, ok_k = strength_response(study.strength, moduli(new, phys), phys.nu, u_s)
+            ok, out = ok & ok_k, out + (k,)
+        return (new, relay, u_s, ok & info.ok), out
 
     step_ckpt = jax.checkpoint(mech_step, policy=_save_solves) if st.checkpoint else mech_step
     block = _block_size(n_steps, st.block)
@@ -445,20 +351,23 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     pad = n_blocks * block - n_steps
 
     def padded(a):
+        a = jnp.asarray(a)
         if pad == 0:
             return a
         return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (pad,) + a.shape[1:])])
 
-    ks = jnp.arange(n_blocks * block)
-    xs = (jax.tree_util.tree_map(padded, tables), padded(lf), ks)
+    xs = (tables, lf, jnp.asarray(bounds[:-1], dtype), jnp.asarray(kind, jnp.int32))
+    xs = jax.tree_util.tree_map(padded, xs)
     xs = jax.tree_util.tree_map(lambda a: a.reshape((n_blocks, block) + a.shape[1:]), xs)
+    active = jnp.arange(n_blocks * block).reshape(n_blocks, block) < n_steps
 
     def guarded(carry, x):
+        x, live = x
         if pad == 0:
             return step_ckpt(carry, x)
-        n_reg = study.region_masks.shape[0]
-        return jax.lax.cond(x[2] < n_steps, step_ckpt,
-                            lambda c, _: (c, jnp.zeros((n_reg,), dtype)), carry, x)
+        idle = (jnp.zeros(vbmd0.shape, dtype),) + ((jnp.zeros((), dtype),)
+                                                   if st.stiffness_trajectory else ())
+        return jax.lax.cond(live, step_ckpt, lambda c, _: (c, idle), carry, x)
 
     def block_fn(carry, xb):
         return jax.lax.scan(guarded, carry, xb)
@@ -466,12 +375,15 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     if st.checkpoint and block > 1:
         block_fn = jax.checkpoint(block_fn)
 
-    relay0 = tuple(jnp.zeros_like(a) for a in u0)
-    carry0 = (cells0, mineral0, v_m0, u0, relay0, ok0 & ok_s0)
-    (cells, mineral, v_m, u, _, ok), traj = jax.lax.scan(block_fn, carry0, xs)
-    traj = traj.reshape((n_blocks * block, -1))[:n_steps]
-    rho, mvol = _apparent(cells, v_m, mp)
-    load, stiffness, ok_s = _strength_outcome(study, _modulus(rho, r.law), nu)
-    f_mean = jnp.sum(vol * cells.f_bm) / jnp.sum(vol)
-    return Outcomes(load, stiffness, bmd_change(mvol), traj, 100.0 * (f_mean / f_mean0 - 1.0),
-                    load0, ok & ok_s)
+    relay0 = tuple(jnp.zeros_like(a) for a in state0.u)
+    u_s0 = jnp.zeros((study.strength.model.n_nodes, 3), dtype)
+    carry0 = (state0, relay0, u_s0, ok0 & ok_s0)
+    (state, _, _, ok), traj = jax.lax.scan(block_fn, carry0, (xs, active))
+    traj = jax.tree_util.tree_map(lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:n_steps],
+                                  traj)
+    bmd = traj[0]
+    stiffness_traj = traj[1] if st.stiffness_trajectory else None
+    load, pistoia, k, ok_s = _strength_outcome(study, moduli(state, phys), phys.nu)
+    f_mean = jnp.sum(vol * state.cells.f_bm) / jnp.sum(vol)
+    return Outcomes(load, k, bmd[-1], bmd, stiffness_traj, 100.0 * (f_mean / f_mean0 - 1.0),
+                    load0, k0, jnp.stack([pistoia0, pistoia]), ok & ok_s)

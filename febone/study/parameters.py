@@ -40,7 +40,7 @@ class Resolved:
     coupling: object
     cell_params: object
     mineral_params: object
-    law: tuple          # (a MPa, b, rho_min g/cm³)
+    law: object         # PowerLaw E = a ρ^b (a MPa/(g/cm³)^b)
     rho0: object        # (n_elements,) g/cm³
 
 
@@ -181,4 +181,4 @@ def apply(study, params: dict) -> Resolved:
                     replace(s.cell_params, **groups["cell"]),
                     None if s.mineral_params is None else replace(s.mineral_params,
                                                                   **groups["mineral"]),
-                    (a, b, law.rho_min), rho0)
+                    replace(law, a=a, b=b), rho0)

@@ -2,9 +2,10 @@
 default study of ``febone sensitivity``."""
 from __future__ import annotations
 
+from dataclasses import replace
 
 from ..remodel.mechanics import HabitualLoad
-from ..remodel.simulation import RemodelSettings
+from ..remodel.settings import STUDY_DIFFERENCES, RemodelSettings, settings_for
 from .model import StudySettings, build_study
 
 __all__ = ["study_from_scenario", "default_sensitivity_study", "specimen_study", "DEFAULT_PARAMETERS",
@@ -21,20 +22,23 @@ DEFAULT_YEARS = 1.0
 def study_from_scenario(scenario, *, years: float | None = None, step_days: int | None = None,
                         strength_case: str | None = None, preconditioner: str = "auto",
                         treatments=None, **settings):
-    """Build the study of a scenario (one arm; the bone, habitual loading, patient, treatments,
-    duration and mechanical step of the scenario).
+    """Build the study of a scenario (one arm): the bone, habitual loading, patient, treatments,
+    duration and mechanical steps of the scenario, translated into settings exactly as
+    ``febone run`` translates them (:func:`febone.remodel.settings.settings_for`), with the
+    study's differences (:data:`~febone.remodel.settings.STUDY_DIFFERENCES`).
 
     Args:
         scenario: :class:`febone.scenario.Scenario` without ``compare`` arms.
         years: override of the duration, years.
-        step_days: override of the mechanical step, days.
+        step_days: override of the mechanical step, days (as the scenario's
+            ``mechanical_step``: steps per year = round(365.25 / step_days)).
         strength_case: load case of the fracture-load outcome (default ``sideways-fall`` when the
             scenario's strength cases have it, else their first).
         preconditioner: CG preconditioner (``auto``/``amg``/``jacobi``).
         treatments: override of the scenario's treatments (e.g. ``()`` for the untreated arm).
         settings: further :class:`StudySettings` fields.
     """
-    import febone as fb
+    from ..mesh.io import read_mesh
     from ..scenario import Scenario
 
     if not isinstance(scenario, Scenario):
@@ -43,22 +47,21 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
     if scenario.arms:
         raise ValueError(f"scenario {scenario.name!r} compares {len(scenario.arms)} arms; a "
                          f"sensitivity study needs one: run it per arm (scenario.arms[i])")
+    if step_days is not None:
+        if not (isinstance(step_days, int) and step_days >= 1):
+            raise ValueError(f"step_days must be a positive whole number of days; got "
+                             f"{step_days!r}")
+        scenario = replace(scenario, mechanical_step_days=step_days)
     cases = tuple(scenario.strength.cases)
     if strength_case is None:
         if not cases:
             raise ValueError("the scenario has no [strength] cases; give strength_case")
         strength_case = "sideways-fall" if "sideways-fall" in cases else cases[0]
-    habitual = tuple(HabitualLoad(lc.case, lc.weight, lc.magnitude_bw)
-                     for lc in scenario.load_cases)
-    b = scenario.bone
-    rs = RemodelSettings(habitual=habitual, body_mass_kg=float(scenario.patient.body_mass_kg),
-                         law=b.law, nu=b.nu, density_field=b.density_field,
-                         preconditioner=preconditioner)
-    st = StudySettings(remodel=rs, step_days=step_days or scenario.mechanical_step_days,
-                       strength_case=strength_case, **settings)
-    mesh = fb.read_mesh(b.path())
+    rs = settings_for(scenario, preconditioner=preconditioner,
+                      **{k: v for k, (v, _) in STUDY_DIFFERENCES.items()})
+    st = StudySettings(remodel=rs, strength_case=strength_case, **settings)
     tr = scenario.treatments if treatments is None else tuple(treatments)
-    return build_study(mesh, scenario.patient, tr,
+    return build_study(read_mesh(scenario.bone.path()), scenario.patient, tr,
                        years=years or scenario.duration_years, settings=st)
 
 
@@ -76,13 +79,13 @@ def specimen_study(patient, treatments=(), *, years: float, shape=(2, 2, 3), see
     density 0.3–0.5 g/cm³ at random, Morgan vertebral law) under habitual uniaxial compression
     of 0.5 body weights, fracture load in compression, Jacobi-preconditioned solves."""
     import numpy as np
-    import febone as fb
-    from dataclasses import replace as _replace
+    from ..mesh.structured import box_mesh
 
-    mesh = fb.box_mesh(shape, (10.0, 10.0, 5.0 * shape[2]))
+    mesh = box_mesh(shape, (10.0, 10.0, 5.0 * shape[2]))
     rho = 0.3 + 0.2 * np.random.default_rng(seed).random(mesh.n_elements)
-    mesh = _replace(mesh, cell_data={"density_g_cm3": rho})
+    mesh = replace(mesh, cell_data={"density_g_cm3": rho})
     rs = RemodelSettings(habitual=(HabitualLoad("compression", 1.0, 0.5),),
-                         preconditioner="jacobi", law="morgan-vertebra")
+                         preconditioner="jacobi", law="morgan-vertebra",
+                         **{k: v for k, (v, _) in STUDY_DIFFERENCES.items()})
     st = StudySettings(remodel=rs, strength_case="compression", **settings)
     return build_study(mesh, patient, treatments, years=years, settings=st)

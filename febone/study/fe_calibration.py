@@ -24,7 +24,7 @@ vertebra (whole-vertebra vBMD as the lumbar spine, 12 years, for the Michigan ra
 FMP + 7). Both start premenopausal at the FE model's steady state, as the calibration's runs do
 after their premenopausal spin-up. The fit minimises ½Σ((model − target)/band)² over the six
 menopausal targets these two runs give, by a parabola through the costs at three scales of
-``P_RANKL_E2`` and one run at its minimum. ``python -m febone.remodel.fe_calibration`` redoes
+``P_RANKL_E2`` and one run at its minimum. ``python -m febone.study.fe_calibration`` redoes
 it; the evaluations and the table are in docs/calibration_fe.md.
 """
 from __future__ import annotations
@@ -37,19 +37,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .calibration import TARGETS
-from .coupling import DEFAULT_COUPLING, CouplingParameters
+from ..remodel.calibration import TARGETS
+from ..remodel.coupling import DEFAULT_COUPLING, CouplingParameters
 
-__all__ = ["FE_TARGET_NAMES", "FE_COUPLING", "FE_RANKL_E2_SCALE", "evaluate", "fit"]
+__all__ = ["FE_TARGET_NAMES", "evaluate", "fit"]
 
 log = logging.getLogger(__name__)
 
-#: Scale of ``P_RANKL_E2`` fitted with the FE loop (strain stimulus, dead band 0.02: the lowest
-#: cost of the evaluations at 1.0, 1.5 and 2.0; table in docs/calibration_fe.md).
-FE_RANKL_E2_SCALE = 1.5
-#: The coupling of FE-coupled runs (``run_scenario``, ``febone run``): DEFAULT_COUPLING with the
-#: FE-level correction of the menopausal RANKL gain.
-FE_COUPLING = replace(DEFAULT_COUPLING, P_RANKL_E2=DEFAULT_COUPLING.P_RANKL_E2 * FE_RANKL_E2_SCALE)
 
 #: The science.md §8 targets the two FE runs give, and (bone, years from the run start).
 _FE_WINDOWS = {
@@ -123,7 +117,7 @@ def evaluate(coupling: CouplingParameters = DEFAULT_COUPLING, *, progress=None,
     """Run the two SWAN-window FE runs with ``coupling`` (and :class:`RemodelSettings`
     overrides, e.g. ``lazy_zone=0.02``) and return the six target values."""
     from ..mesh.io import read_mesh
-    from .runner import run_scenario
+    from ..remodel.runner import run_scenario
 
     start = time.perf_counter()
     measure, times = {}, {}
