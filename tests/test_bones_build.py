@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import febone as fb
+import febone.bones.build as build_module
 from febone.bones import load_bundled
 from febone.bones.build import MESHES_DIR, SPECS, build
 
@@ -45,3 +46,14 @@ def test_regenerates_bit_for_bit(tmp_path, names):
 def test_unknown_name():
     with pytest.raises(ValueError, match="matches no mesh"):
         build("/nonexistent", only=["tibia"])
+
+
+def test_rebuild_in_an_install_needs_out(tmp_path, monkeypatch, capsys):
+    # an installed febone (no pyproject.toml above febone/data/meshes) must not rebuild into
+    # site-packages by default
+    monkeypatch.setattr(build_module, "MESHES_DIR",
+                        tmp_path / "site-packages" / "febone" / "data" / "meshes")
+    with pytest.raises(SystemExit) as done:
+        build_module.main(["--only", "femur_coarse_hex8"])
+    assert done.value.code == 2
+    assert "give --out DIR" in capsys.readouterr().err

@@ -256,10 +256,15 @@ def build(out_dir=MESHES_DIR, *, only=None, readme: bool = True) -> list[Path]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m febone.bones.build",
                                      description="Regenerate febone's bundled meshes.")
-    parser.add_argument("--out", default=str(MESHES_DIR),
-                        help="output folder (default: febone/data/meshes/ of this checkout)")
+    parser.add_argument("--out", help="output folder (default: febone/data/meshes/ of this "
+                                       "source checkout)")
     parser.add_argument("--only", nargs="*", help="name prefixes, e.g. femur_coarse (no README)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        if not (MESHES_DIR.parents[2] / "pyproject.toml").is_file():
+            parser.error(f"this febone is installed ({MESHES_DIR.parents[1]}), not a source "
+                         f"checkout: give --out DIR (a reinstall restores the bundled meshes)")
+        args.out = MESHES_DIR
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for p in build(args.out, only=args.only):
         print(p)
