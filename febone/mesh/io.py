@@ -76,8 +76,12 @@ def read_mesh(path, *, validate: bool = True) -> Mesh:
         raise FileNotFoundError(f"mesh file {str(path)!r} does not exist")
     try:
         m = meshio.read(path)
-    except (meshio.ReadError, SystemExit, KeyError, ValueError, IndexError) as err:
-        # meshio calls sys.exit() on some unreadable files: turn that into an exception
+    except (Exception, SystemExit) as err:
+        # a damaged file fails inside meshio's parsers with whatever they raise (XML, struct,
+        # zlib, index, attribute errors; sys.exit() for some): one error naming the file.
+        # File-system faults (an OSError with an errno: permissions, a folder) pass unchanged.
+        if isinstance(err, OSError) and err.errno is not None:
+            raise
         raise MeshError(f"could not read mesh file {str(path)!r} ({type(err).__name__}: {err}); "
                         f"check that it is a complete {path.suffix or 'mesh'} file meshio can "
                         f"read (VTU, XDMF, Gmsh .msh, Abaqus .inp, ...)") from None

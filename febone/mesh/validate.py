@@ -16,6 +16,10 @@ __all__ = ["MeshError", "validate_mesh", "jacobian_determinants", "remove_unused
 #: reported as degenerate (flat or collapsed).
 DEGENERATE_RATIO = 1e-8
 
+#: Largest coordinate magnitude accepted (any length unit): (1e30)³ element volumes still fit
+#: in float64, and no bone comes near it.
+MAX_COORDINATE = 1e30
+
 
 class MeshError(ValueError):
     """An invalid mesh; the message names the offending ids and a fix."""
@@ -56,7 +60,8 @@ def validate_mesh(mesh) -> None:
     """Check coordinates, connectivity, orientation and data shapes.
 
     Raises:
-        MeshError: naming the bad node or element ids: non-finite coordinates,
+        MeshError: naming the bad node or element ids: non-finite or absurdly large
+            (> :data:`MAX_COORDINATE`) coordinates,
             out-of-range node ids, unused nodes, inverted or degenerate elements, data arrays
             of the wrong length, NaN cell data.
     """
@@ -71,6 +76,11 @@ def validate_mesh(mesh) -> None:
     if bad.size:
         raise MeshError(f"non-finite (NaN/inf) coordinates at nodes {_ids(bad)}; fix or remove "
                         f"these nodes in the mesh file")
+    far = np.flatnonzero(np.abs(pts).max(axis=1) > MAX_COORDINATE)
+    if far.size:
+        raise MeshError(f"coordinates beyond ±{MAX_COORDINATE:g} at nodes {_ids(far)}: larger "
+                        f"than any bone in any unit (and their element volumes overflow); the "
+                        f"file is corrupt or scaled wrongly: fix these nodes")
     out = np.flatnonzero(np.any((cells < 0) | (cells >= mesh.n_nodes), axis=1))
     if out.size:
         raise MeshError(f"elements {_ids(out)} reference node ids outside 0..{mesh.n_nodes - 1}; "

@@ -6,6 +6,7 @@ NIfTI volumes, stored (x, y, z), are transposed on loading.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,21 @@ def _size_tuple(v) -> tuple | None:
     return tuple(float(x) for x in v)
 
 
+@contextmanager
+def _reading(source: str, what: str):
+    """Turn a parser's failure on a damaged file (numpy, zipfile, zlib, tifffile, nibabel, gzip
+    raise what they like) into one ValueError naming the file; file-system faults (an OSError
+    with an errno: permissions, a folder) pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise
+        raise ValueError(f"{source}: could not read it as {what} ({type(err).__name__}: {err}); "
+                         f"the file is damaged, truncated or of another format: check it or "
+                         f"export it again") from None
+
+
 def load_image(path, *, key: str | None = None) -> VoxelImage:
     """Read a 3-D image.
 
@@ -76,7 +92,9 @@ def load_image(path, *, key: str | None = None) -> VoxelImage:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unknown extension, missing key, or not 3-D.
+        ValueError: unknown extension, missing key, not 3-D, NaN/inf voxels, or a file its
+            reader cannot parse (damaged, truncated, another format).
+        TypeError: not a numeric or boolean image.
     """
     path = Path(path)
     if not path.exists():
@@ -84,38 +102,44 @@ def load_image(path, *, key: str | None = None) -> VoxelImage:
     name = path.name.lower()
     source = str(path)
     if name.endswith(".npy"):
-        return VoxelImage(_check_3d(np.load(path), source), None, source)
+        with _reading(source, "a NumPy .npy array"):
+            data = np.load(path)
+        return VoxelImage(_check_3d(data, source), None, source)
     if name.endswith(".npz"):
-        with np.load(path) as z:
-            keys = list(z.keys())
-            if key is not None:
-                if key not in keys:
-                    raise ValueError(f"{source}: no array {key!r}; it holds {keys}")
-                chosen = key
+        with _reading(source, "a NumPy .npz archive"), np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        keys = list(arrays)
+        if key is not None:
+            if key not in keys:
+                raise ValueError(f"{source}: no array {key!r}; it holds {keys}")
+            chosen = key
+        else:
+            found = [k for k in _IMAGE_KEYS if k in keys]
+            arrays3d = [k for k in keys if np.ndim(arrays[k]) >= 3]
+            if found:
+                chosen = found[0]
+            elif len(arrays3d) == 1:
+                chosen = arrays3d[0]
             else:
-                found = [k for k in _IMAGE_KEYS if k in keys]
-                arrays3d = [k for k in keys if np.ndim(z[k]) >= 3]
-                if found:
-                    chosen = found[0]
-                elif len(arrays3d) == 1:
-                    chosen = arrays3d[0]
-                else:
-                    raise ValueError(f"{source}: cannot tell which array is the image among "
-                                     f"{keys}; name it with key=... (CLI: --key)")
-            size = next((_size_tuple(z[k]) for k in _SIZE_KEYS if k in keys), None)
-            return VoxelImage(_check_3d(z[chosen], source), size, source)
+                raise ValueError(f"{source}: cannot tell which array is the image among "
+                                 f"{keys}; name it with key=... (CLI: --key)")
+        size = next((_size_tuple(arrays[k]) for k in _SIZE_KEYS if k in keys), None)
+        return VoxelImage(_check_3d(arrays[chosen], source), size, source)
     if name.endswith((".tif", ".tiff")):
         import tifffile
 
-        return VoxelImage(_check_3d(tifffile.imread(path), source), None, source)
+        with _reading(source, "a TIFF stack"):
+            data = tifffile.imread(path)
+        return VoxelImage(_check_3d(data, source), None, source)
     if name.endswith((".nii", ".nii.gz")):
         import nibabel
 
-        img = nibabel.load(path)
-        data = np.asanyarray(img.dataobj)
+        with _reading(source, "a NIfTI volume"):
+            img = nibabel.load(path)
+            data = np.asanyarray(img.dataobj)
+            zooms = [float(x) for x in img.header.get_zooms()[:3]]
+            unit = img.header.get_xyzt_units()[0]
         data = _check_3d(data, source)
-        zooms = [float(x) for x in img.header.get_zooms()[:3]]
-        unit = img.header.get_xyzt_units()[0]
         scale = {"meter": 1000.0, "micron": 1e-3}.get(unit, 1.0)
         return VoxelImage(np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
                           tuple(z * scale for z in zooms[::-1]), source)
