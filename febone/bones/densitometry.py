@@ -222,8 +222,11 @@ def _measure(mass: np.ndarray, bone_len: np.ndarray, region_len: np.ndarray,
     roi = (bone_len > 0) & (2 * region_len > bone_len)
     columns = int(roi.sum())
     if columns == 0:
-        raise ValueError("the region holds no bone at this resolution; use a smaller "
-                         "pixel_mm or check the region mask")
+        raise ValueError(f"the DXA region holds no bone at {spacing:g} mm pixels (projected "
+                         f"bone: {int((bone_len > 0).sum())} pixels): the bone is smaller than a "
+                         f"pixel, so its coordinates are probably not in mm (a mesh in metres?), "
+                         f"or the region mask is empty; check the mesh units and its region_* "
+                         f"cell data (Python API: a smaller pixel_mm)")
     pixel_cm2 = (spacing / 10.0) ** 2
     bmc = float(mass[roi].sum() / 10.0 * pixel_cm2)  # g/cm³·mm -> g/cm², times cm²
     area = columns * pixel_cm2

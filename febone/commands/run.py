@@ -84,6 +84,9 @@ def _scenario(args):
         sc = build_scenario(doc, source=sc.source)
     if args.years is not None:
         sc = with_duration(sc, args.years)
+    from ._bone import check_bone_files
+
+    check_bone_files(sc)   # size in mm, side, node sets: before any output is written
     return sc
 
 

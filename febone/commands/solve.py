@@ -101,6 +101,15 @@ def _resolve_set(mesh, name: str, option: str, spec: str) -> np.ndarray:
         raise NodeSetError(f"{option} {spec!r}: {err}") from None
 
 
+def _prescribe(method, nodes, option: str, spec: str, *args, **kwargs):
+    """``bcs.fix``/``bcs.displace`` with the option that asked for it named in a conflict."""
+    try:
+        return method(nodes, *args, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"{option} {spec!r}: {err} (an earlier --fix or --displace "
+                         f"prescribes the same component)") from None
+
+
 def _cell_field(mesh, name: str, option: str, what: str) -> np.ndarray:
     if name not in mesh.cell_data:
         raise ValueError(f"{option} {name!r}: the mesh has no cell-data field {name!r}; available "
@@ -152,6 +161,7 @@ def solve_file(args) -> dict:
     """
     import febone as fb
     from ..mesh.nodesets import named_node_sets
+    from ._bone import read_bone
 
     start = time.perf_counter()
     # parse every spec before touching the mesh file, so typos fail fast
@@ -161,15 +171,17 @@ def solve_file(args) -> dict:
     if not (0.0 < args.rtol < 1.0):
         raise ValueError(f"--rtol must lie in (0, 1); got {args.rtol}")
 
-    mesh = fb.read_mesh(args.mesh)
+    mesh = read_bone(args.mesh, args.units)
     E, source = moduli_from_args(mesh, args)
     material = fb.LinearElastic.create(E, nu=args.nu, n_elements=mesh.n_elements)
 
     bcs = fb.BoundaryConditions.empty(mesh.n_nodes)
     for (name, comps), spec in fixes:
-        bcs = bcs.fix(_resolve_set(mesh, name, "--fix", spec), comps)
+        bcs = _prescribe(bcs.fix, _resolve_set(mesh, name, "--fix", spec), "--fix", spec,
+                         comps, name=name)
     for (name, vals), spec in displaces:
-        bcs = bcs.displace(_resolve_set(mesh, name, "--displace", spec), **vals)
+        bcs = _prescribe(bcs.displace, _resolve_set(mesh, name, "--displace", spec),
+                         "--displace", spec, name=name, **vals)
     for (name, vals), spec in forces:
         bcs = bcs.add_force(_resolve_set(mesh, name, "--force", spec), **vals)
 
@@ -274,12 +286,16 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
+    from ._bone import add_units_option
+
     p = subparsers.add_parser(
         "solve", help="linear-elastic solve of a mesh file with node-set boundary conditions",
         description="Solve a linear-elastic mesh (tet4/tet10/hex8; mm, N, MPa). Node sets are "
                     "point-data masks of the mesh file (1 = member). Reactions are reported "
                     "for every node-set mask in the file.")
-    p.add_argument("mesh", help="mesh file (.vtu, .vtk, .xdmf, .msh, .inp, ...), coordinates in mm")
+    p.add_argument("mesh", help="mesh file (.vtu, .vtk, .xdmf, .msh, .inp, ...), coordinates in "
+                                "mm (or --units)")
+    add_units_option(p)
     src = p.add_argument_group("modulus (give exactly one source)")
     src.add_argument("--E-field", dest="E_field", metavar="NAME",
                      help="cell-data field holding Young's modulus per element, MPa")

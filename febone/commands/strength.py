@@ -30,10 +30,12 @@ _G = 9.81  # m/s²
 
 def register(sub) -> None:
     from ..strength import CASES
+    from ._bone import add_units_option
 
     p = sub.add_parser("strength", help="stiffness and fracture load under a load case",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("mesh", help="mesh file (tet4/tet10/hex8; mm)")
+    p.add_argument("mesh", help="mesh file (tet4/tet10/hex8; mm, or --units)")
+    add_units_option(p)
     p.add_argument("--case", required=True, choices=sorted(CASES), help="load case")
     src = p.add_argument_group("modulus (exactly one)")
     src.add_argument("--E-field", dest="E_field", help="cell-data field with E in MPa")
@@ -173,15 +175,15 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    import febone as fb
     from ..strength import strength
+    from ._bone import read_bone
     from .solve import moduli_from_args
 
     start = time.perf_counter()
     methods = _methods(args.method)
     if not args.body_weight_kg > 0:
         raise ValueError(f"--body-weight-kg must be positive; got {args.body_weight_kg}")
-    mesh = fb.read_mesh(args.mesh)
+    mesh = read_bone(args.mesh, args.units)
     E, source = moduli_from_args(mesh, args)
     density = None
     if args.density_field is not None:
@@ -207,7 +209,9 @@ def _run(args) -> int:
                wall_seconds=time.perf_counter() - start)
     if args.out:
         out["files"] = _write_outputs(args.out, mesh, result)
-    print(f"{case.name}: {case.description}")
+    print(f"{case.name}: {result.case.description}")
+    if result.side is not None:
+        print(f"  side             {result.side} femur (from the head's side of the shaft)")
     print("  node sets        " + ", ".join(f"{k} ({v['nodes']} nodes, {v['source']})"
                                             for k, v in result.node_sets.items()))
     print(f"  stiffness        {result.stiffness_N_per_mm:12.1f} N/mm   ({mesh.n_dofs} dofs, "
