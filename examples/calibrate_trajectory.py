@@ -5,7 +5,7 @@ Target: the Michigan cohort's lumbar-spine loss rate in the two years after the 
 −3.3 %/year (science.md §8), i.e. −1.65 % at 6 months ... −6.6 % at 2 years, band ±1 %/year.
 Fitted: ``coupling:P_RANKL_E2`` (RANKL production at full E2 deficit, pM/day) and
 ``coupling:adapt_E2`` (adaptation of the response), log-parametrised. The FE-free fit of all
-coupling constants against every published target is :mod:`febone.remodel.calibration`; this is
+coupling constants against every published target is :mod:`febone.calibration.site`; this is
 the same question asked of a whole bone with its mechanical feedback.
 
     python examples/calibrate_trajectory.py             # vertebra, 2 years (long)

@@ -1,5 +1,5 @@
 """The calibrated coupling (DEFAULT_COUPLING) reproduces every science.md §8 target inside its
-stated band (febone.remodel.calibration; report docs/calibration.md).
+stated band (febone.calibration.site; report docs/calibration.md).
 
 The bands are the published uncertainty or the range a qualitative statement allows (see
 TARGETS); they are wider than the fit residuals, so the test fails when a change to the
@@ -8,7 +8,7 @@ physiology, the coupling or the cell model moves any outcome out of its publishe
 import numpy as np
 import pytest
 
-from febone.remodel.calibration import TARGETS, evaluate, site_distribution
+from febone.calibration.site import TARGETS, evaluate, site_distribution
 from febone.remodel.coupling import DEFAULT_COUPLING
 
 

@@ -1,4 +1,4 @@
-"""The measures and windows of the FE-level calibration (febone.study.fe_calibration); the FE
+"""The measures and windows of the FE-level calibration (febone.calibration.fe); the FE
 runs themselves take minutes and are recorded in docs/calibration_fe.md."""
 from types import SimpleNamespace
 
@@ -8,8 +8,8 @@ import pytest
 from febone.bones import bundled_path
 from febone.bones.densitometry import volumetric_bmd
 from febone.mesh.io import read_mesh
-from febone.study import fe_calibration as fc
-from febone.remodel.calibration import TARGETS
+from febone.calibration import fe as fc
+from febone.calibration.site import TARGETS
 
 
 def test_fe_windows_are_calibration_targets():

@@ -33,7 +33,7 @@ LAYERS = (
     ("solve",),
     ("strength", "voxel", "bones", "io_fields"),
     ("remodel",),
-    ("scenario", "study", "viz"),
+    ("scenario", "study", "viz", "calibration"),
     ("",),
     ("commands", "cli"),
 )

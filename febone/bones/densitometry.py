@@ -279,11 +279,6 @@ def element_density(mesh: Mesh, density="density_g_cm3") -> np.ndarray:
     return rho
 
 
-#: the former private name, kept only for remodel/simulation.py and study/model.py as last
-#: committed; remove it once their rewrite (which calls element_density) is in
-_density = element_density
-
-
 def areal_bmd(mesh: Mesh, region=None, *, rotation_deg: float = 0.0, pixel_mm: float = 0.5,
               density="density_g_cm3", ash_fraction: float = ASH_FRACTION) -> ArealBMD:
     """DXA-like aBMD of a region of a mesh, projected along y after internal rotation.

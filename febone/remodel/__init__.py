@@ -13,7 +13,6 @@
 * :mod:`.hormones` — daily hormone, drug and lifestyle levels (physiology + PK/PD).
 * :mod:`.coupling` — levels → cell-model drives (``DEFAULT_COUPLING``, calibrated).
 * :mod:`.site` — FE-free remodelling of a site (force-controlled mechanical closure).
-* :mod:`.calibration` — the fit of the coupling to published outcomes (not imported here).
 * :mod:`.mechanics` — habitual loading → strain energy density per element (FE solves).
 * :mod:`.settings` — :class:`RemodelSettings`, the scenario → settings translation and the
   calendar of mechanical steps, shared by ``febone run`` and :mod:`febone.study`.

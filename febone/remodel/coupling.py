@@ -42,7 +42,7 @@ prednisone-equivalent production. ``psi_ratio`` stays 1 in the drives: the mecha
 (SED scales with its square under force control); the osteocytes' load response needs ER-α (Lee et
 al. 2003, Nature 424:389), so low E2 blunts it.
 
-:data:`DEFAULT_COUPLING` holds the values fitted by :mod:`febone.remodel.calibration` (report:
+:data:`DEFAULT_COUPLING` holds the values fitted by :mod:`febone.calibration.site` (report:
 ``docs/calibration.md``); the other constants are documented guesses, not fitted.
 """
 from __future__ import annotations
@@ -134,18 +134,18 @@ jax.tree_util.register_dataclass(CouplingParameters,
                                  data_fields=[f.name for f in fields(CouplingParameters)],
                                  meta_fields=[])
 
-#: Names of the constants :mod:`febone.remodel.calibration` fits (the rest are fixed guesses).
+#: Names of the constants :mod:`febone.calibration.site` fits (the rest are fixed guesses).
 FITTED_FIELDS = ("P_RANKL_E2", "adapt_E2", "k_OPG_E2", "k_AOCa_E2", "k_T", "a_OCp_IGF",
                  "a_AOBa_IGF", "k_load")
 
 #: Calibrated coupling: the FITTED_FIELDS values above come from three rounds of
-#: ``python -m febone.remodel.calibration`` (8 + 5 + 5 least-squares evaluations, each round
+#: ``python -m febone.calibration.site`` (8 + 5 + 5 least-squares evaluations, each round
 #: started from the previous result; the first from hand-tuned values), final cost 2.66, all 14
 #: targets inside their bands; table in docs/calibration.md.
 DEFAULT_COUPLING = CouplingParameters()
 
 #: Scale of ``P_RANKL_E2`` fitted with the FE loop (strain stimulus, dead band 0.02: the lowest
-#: cost of the evaluations at 1.0, 1.5 and 2.0 in :mod:`febone.study.fe_calibration`; table in
+#: cost of the evaluations at 1.0, 1.5 and 2.0 in :mod:`febone.calibration.fe`; table in
 #: docs/calibration_fe.md).
 FE_RANKL_E2_SCALE = 1.5
 #: The coupling of FE-coupled runs (``febone run``, ``febone sensitivity``, :mod:`febone.study`):

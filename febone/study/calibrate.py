@@ -11,7 +11,7 @@ small Adam of our own: the fits here have a handful of parameters and tens of it
 optax would add a dependency for ~20 lines.
 
 The FE-free calibration of the coupling constants against the published outcomes
-(:mod:`febone.remodel.calibration`, trust-region least squares with a forward-mode Jacobian)
+(:mod:`febone.calibration.site`, trust-region least squares with a forward-mode Jacobian)
 stays the reference for :data:`~febone.remodel.coupling.DEFAULT_COUPLING`; this module fits
 the same kind of constants on a whole bone, where the mechanics acts through FE solves.
 """

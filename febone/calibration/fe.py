@@ -1,7 +1,7 @@
 """FE-level correction of the coupling: the menopausal targets with the finite elements in the loop.
 
 The coupling constants (:data:`~febone.remodel.coupling.DEFAULT_COUPLING`) are fitted FE-free
-(:mod:`febone.remodel.calibration`): every element of a site carries a fixed share of the force,
+(:mod:`febone.calibration.site`): every element of a site carries a fixed share of the force,
 so as it loses bone its strain energy rises and the cell model's mechanical feedback brakes the
 loss. In the FE model the load redistributes: trabecular elements that lose density beside the
 stiffer cortex keep their strain, so their strain energy density *falls* with their modulus,
@@ -24,7 +24,7 @@ vertebra (whole-vertebra vBMD as the lumbar spine, 12 years, for the Michigan ra
 FMP + 7). Both start premenopausal at the FE model's steady state, as the calibration's runs do
 after their premenopausal spin-up. The fit minimises ½Σ((model − target)/band)² over the six
 menopausal targets these two runs give, by a parabola through the costs at three scales of
-``P_RANKL_E2`` and one run at its minimum. ``python -m febone.study.fe_calibration`` redoes
+``P_RANKL_E2`` and one run at its minimum. ``python -m febone.calibration.fe`` redoes
 it; the evaluations and the table are in docs/calibration_fe.md.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..remodel.calibration import TARGETS
+from .site import TARGETS
 from ..remodel.coupling import DEFAULT_COUPLING, CouplingParameters
 
 __all__ = ["FE_TARGET_NAMES", "evaluate", "fit"]
