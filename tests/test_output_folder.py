@@ -70,8 +70,9 @@ def test_interrupted_run_resumes_and_keeps_its_files(tmp_path):
     assert m["status"] == "interrupted" and "arm_pictures/density.png" in m["files"]
     with pytest.raises(OutputFolderError, match="interrupted"):
         _fake_run(tmp_path)
+    (tmp_path / "later.txt").write_text("added by the user before the resume")
     m = _fake_run(tmp_path, mode="resume")
-    assert m["status"] == "complete" and m["preexisting"] == ["notes.txt"]
+    assert m["status"] == "complete" and m["preexisting"] == ["later.txt", "notes.txt"]
     assert m["files"] == ["arm.jsonl", "arm_pictures/density.png", "results.json"]
 
 

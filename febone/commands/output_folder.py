@@ -135,10 +135,12 @@ class OutputFolder:
             self._remove(previous)
         files, dirs = self._scan()
         if self.mode == "resume":
-            # the earlier run's files stay the run's; without a manifest (a folder of an
-            # older febone) the expected names are taken to be the run's, the rest the user's
-            before = (set(previous["preexisting"]) if previous is not None else
-                      {f for f in files | dirs if not self._is_expected(f)})
+            # the earlier run's files stay the run's; a file it did not record is the run's
+            # when it has an expected name (written after its last record, or by an older
+            # febone without a manifest), else the user's
+            ours = set() if previous is None else set(previous["files"] + previous["dirs"])
+            before = {f for f in files | dirs if f not in ours and not self._is_expected(f)}
+            before |= set(previous["preexisting"]) if previous is not None else set()
         else:
             clash = sorted(f for f in files if self._is_expected(f))
             if clash:
