@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..device import device_description
+from ..files import atomic_savez, atomic_write_text, read_npz
 from ..mesh.mesh import Mesh
 from .cells import CellModelError, Drives
 from .model import (OUTCOME_SOLVER, BoneState, apparent_density, build_model, initial_state,
@@ -290,31 +290,30 @@ def _fingerprint(mesh: Mesh, table: dict, lf: np.ndarray, settings: RemodelSetti
 
 def _save_checkpoint(path: Path, state: BoneState, step: int, fingerprint: str, records: list,
                      series: dict, warm: dict) -> None:
-    """``warm``: {strength case: (n_nodes, 3) last solution} (the next output's warm starts)."""
+    """``warm``: {strength case: (n_nodes, 3) last solution} (the next output's warm starts).
+    Atomic: an interrupted write leaves the previous checkpoint whole."""
     leaves = jax.tree_util.tree_leaves(state)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, step=step, fingerprint=fingerprint, records=json.dumps(records),
-             **{f"series_{k}": np.asarray(v) for k, v in series.items()},
-             **{f"warm_{k}": np.asarray(v) for k, v in warm.items()},
-             **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)})
-    os.replace(tmp, path)
+    atomic_savez(path, step=step, fingerprint=fingerprint, records=json.dumps(records),
+                 **{f"series_{k}": np.asarray(v) for k, v in series.items()},
+                 **{f"warm_{k}": np.asarray(v) for k, v in warm.items()},
+                 **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)})
 
 
 def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
-    with np.load(path) as z:
-        if str(z["fingerprint"]) != fingerprint:
-            raise ValueError(f"{path} belongs to a different run (bone, inputs, settings or "
-                             f"duration changed); delete it or use another --out folder")
-        template_leaves, treedef = jax.tree_util.tree_flatten(template)
-        leaves = [z[f"leaf{i}"] if f"leaf{i}" in z.files else None
-                  for i in range(len(template_leaves))]
-        if any(a is None or a.shape != jnp.shape(t) for a, t in zip(leaves, template_leaves)):
-            raise ValueError(f"{path} holds a state of another layout (written by another febone "
-                             f"version); delete it, or use another --out folder, to start afresh")
-        state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in leaves])
-        series = {k[len("series_"):]: list(z[k]) for k in z.files if k.startswith("series_")}
-        warm = {k[len("warm_"):]: jnp.asarray(z[k]) for k in z.files if k.startswith("warm_")}
-        return state, int(z["step"]), json.loads(str(z["records"])), series, warm
+    z = read_npz(path, fix="the run cannot resume from it: delete it (or start afresh with "
+                           "--overwrite instead of --resume) or choose another --out folder")
+    if str(z.get("fingerprint")) != fingerprint:
+        raise ValueError(f"{path} belongs to a different run (bone, inputs, settings or "
+                         f"duration changed); delete it or use another --out folder")
+    template_leaves, treedef = jax.tree_util.tree_flatten(template)
+    leaves = [z.get(f"leaf{i}") for i in range(len(template_leaves))]
+    if any(a is None or a.shape != jnp.shape(t) for a, t in zip(leaves, template_leaves)):
+        raise ValueError(f"{path} holds a state of another layout (written by another febone "
+                         f"version); delete it, or use another --out folder, to start afresh")
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in leaves])
+    series = {k[len("series_"):]: list(v) for k, v in z.items() if k.startswith("series_")}
+    warm = {k[len("warm_"):]: jnp.asarray(v) for k, v in z.items() if k.startswith("warm_")}
+    return state, int(z["step"]), json.loads(str(z["records"])), series, warm
 
 
 def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = RemodelSettings(),
@@ -397,7 +396,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             log.info("%s: resuming at step %d of %d", label, step0, n_steps)
         elif resume:
             log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
-        jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+        atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
     timing = {"setup_seconds": time.perf_counter() - start, "step_seconds": 0.0,
               "output_seconds": 0.0}
     for k in range(step0, n_steps):
@@ -429,9 +428,9 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             for name, v in out.fields(state, phys).items():
                 series[name].append(v)
             if out_dir is not None:
+                # the checkpoint first: the jsonl never runs ahead of it
                 _save_checkpoint(ckpt, state, k + 1, fp, records, series, out.strength_warm)
-                with jsonl.open("a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
             timing["output_seconds"] += time.perf_counter() - t_out
         if progress is not None:
             progress(k + 1, n_steps, rec)
