@@ -85,7 +85,7 @@ def test_spellings_of_one_scenario_are_equal_and_share_a_digest():
 _SECTIONS = {"Top level": "", "`[patient]`": "patient", "`[bone]`": "bone",
              "`[[load_cases]]`": "load_cases", "`[strength]`": "strength",
              "`[[treatments]]`": "treatments", "`[lifestyle]`": "lifestyle",
-             "`[simulation]`": "simulation"}
+             "`[simulation]`": "simulation", "`[[arms]]`": "arms"}
 
 
 def _doc_rows():

@@ -112,8 +112,10 @@ class Scenario:
         output_interval_years: time between outputs, years.
         mechanical_step_days: days between FE updates of the stimulus (whole days).
         protocols: names of the protocols the scenario was built from.
-        arms: scenarios to compare (one per ``simulation.compare`` entry), each a complete
-            scenario with the same bone, loading and run settings; empty when nothing is compared.
+        arms: scenarios to compare (one per ``simulation.compare`` entry, then one per
+            ``[[arms]]`` block: the file's shared tables plus the arm's own treatments, patient
+            and lifestyle keys), each a complete scenario with the same bone, loading and run
+            settings; empty when nothing is compared.
         source: where it came from (file path or ``protocol ...``).
         document: the parsed input as JSON (what :meth:`to_toml` writes back).
         source_text: the TOML text that was read (None when built from protocols).

@@ -46,7 +46,7 @@ _SUPPLEMENT_KEYS = ("dose", "unit", "interval", "start", "start_after_menopause"
 #: Allowed keys of every table (load cases also take the keyword arguments of their case).
 KEYS = {
     "": ("name", "description", "protocols", "patient", "bone", "load_cases", "strength",
-         "treatments", "lifestyle", "simulation"),
+         "treatments", "lifestyle", "simulation", "arms", "validation"),
     "patient": tuple(PATIENT_KEYS),
     "bone": ("mesh", "density_field", "law", "nu"),
     "load_cases": ("case", "name", "weight", "magnitude"),
@@ -56,6 +56,7 @@ KEYS = {
     "lifestyle.exercise": _EXERCISE_KEYS,
     "lifestyle.supplement": _SUPPLEMENT_KEYS,
     "simulation": ("duration", "output_interval", "mechanical_step", "compare"),
+    "arms": ("name", "description", "protocols", "patient", "treatments", "lifestyle"),
 }
 
 #: Defaults that do not depend on the bone (the bone-dependent ones are in _BONE_KINDS).
@@ -99,12 +100,16 @@ class _Ctx:
 
 
 _PATH = re.compile(r"^(\w+)(?:\[(\d+)\])?(?:\.(\w+))?")
-_ARRAYS = ("treatments", "load_cases")
+_ARRAYS = ("treatments", "load_cases", "arms")
 _TABLES = ("patient", "bone", "strength", "lifestyle", "simulation")
 
 
 def _line_of(text: str | None, key: str) -> int | None:
     """1-based line of ``key`` (``treatments[2].unit``, ``patient.sex``, ``name``) in ``text``."""
+    arm = re.match(r"^arms\[(\d+)\]\.(treatments|patient|lifestyle)(?:\[(\d+)\])?(?:\.(\w+))?", key or "")
+    if text and arm:
+        return _line_in_arm(text, int(arm.group(1)), arm.group(2), int(arm.group(3) or 0),
+                            arm.group(4))
     m = _PATH.match(key or "")
     if not text or not m:
         return None
@@ -127,6 +132,28 @@ def _line_of(text: str | None, key: str) -> int | None:
         if sub and re.match(rf"^\s*{re.escape(sub)}\s*=", lines[i]):
             return i + 1
     return start + 1 if start >= 0 else None
+
+
+def _line_in_arm(text: str, arm: int, table: str, index: int, sub: str | None) -> int | None:
+    """1-based line of ``arms[arm].<table>[index].<sub>``: the key, else the table's header, else
+    the arm's ``[[arms]]`` header."""
+    lines = text.splitlines()
+    heads = [i for i, ln in enumerate(lines) if re.match(r"^\s*\[\[\s*arms\s*\]\]", ln)]
+    if len(heads) <= arm:
+        return None
+    end = heads[arm + 1] if arm + 1 < len(heads) else len(lines)
+    pattern = (rf"^\s*\[\[\s*arms\.{table}\s*\]\]" if table == "treatments"
+               else rf"^\s*\[\s*arms\.{table}\s*\]")
+    hits = [i for i in range(heads[arm], end) if re.match(pattern, lines[i])]
+    if len(hits) <= index:
+        return heads[arm] + 1
+    start = hits[index]
+    for i in range(start + 1, end):
+        if re.match(r"^\s*\[", lines[i]):
+            break
+        if sub and re.match(rf"^\s*{re.escape(sub)}\s*=", lines[i]):
+            return i + 1
+    return start + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -676,7 +703,66 @@ def _merge_treatments(entries, ctx: _Ctx) -> tuple:
     return tuple(t for _, _, t in kept)
 
 
-def _build(doc: dict, ctx: _Ctx, base_dir: Path) -> Scenario:
+def _arm_tables(doc: dict, ctx: _Ctx, taken) -> list:
+    """The ``[[arms]]`` tables, checked: keys, names (distinct, and distinct from the
+    ``simulation.compare`` arms in ``taken``), protocols, patient keys, lifestyle keys."""
+    if "arms" not in doc:
+        return []
+    arms = doc["arms"]
+    if not isinstance(arms, list) or not all(isinstance(a, dict) for a in arms):
+        raise ctx.err("arms", f"must be an array of tables (one [[arms]] block per arm, each with "
+                              f"a name and its own [[arms.treatments]]); got "
+                              f"{type(arms).__name__} {arms!r}")
+    if not arms:
+        raise ctx.err("arms", "is empty; give one [[arms]] block per arm (name = \"placebo\", "
+                              "then name = \"denosumab\" with its [[arms.treatments]]) or remove "
+                              "the key")
+    names = list(taken)
+    for i, a in enumerate(arms):
+        key = f"arms[{i}]"
+        _check_keys(a, KEYS["arms"], ctx, key)
+        if "name" not in a:
+            raise ctx.err(f"{key}.name", "missing; every arm needs a name (e.g. name = "
+                                         "\"placebo\"), used for its results")
+        name = _str(a["name"], ctx, f"{key}.name")
+        if name in names:
+            raise ctx.err(f"{key}.name", f"two arms are called {name!r}; give each arm a distinct "
+                                         f"name")
+        names.append(name)
+        if "description" in a and not isinstance(a["description"], str):
+            raise ctx.err(f"{key}.description", f"must be a string; got {a['description']!r}")
+        _protocol_names(a.get("protocols", []), ctx, f"{key}.protocols")
+        _patient_fields(_table(a, "patient", ctx.sub(f"{key}.")), ctx, f"{key}.patient")
+        _array_of_tables(a, "treatments", ctx.sub(f"{key}."))
+        _check_keys(_table(a, "lifestyle", ctx.sub(f"{key}.")), KEYS["lifestyle"], ctx,
+                    f"{key}.lifestyle")
+    return arms
+
+
+def _arm_document(doc: dict, arm: dict, sim_doc: dict, names: list) -> dict:
+    """The complete scenario document of one ``[[arms]]`` arm: the file's shared tables with the
+    arm's patient keys, lifestyle keys, protocols and treatments on top."""
+    arm_doc = {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("arms", "validation")}
+    arm_doc["name"] = arm["name"].strip()
+    arm_doc["simulation"] = dict(sim_doc)
+    if "description" in arm:
+        arm_doc["description"] = arm["description"]
+    extra = [n for n in _protocol_names(arm.get("protocols", []), _Ctx("", None), "protocols")
+             if n not in names]
+    if names or extra:
+        arm_doc["protocols"] = names + extra
+    if arm.get("patient"):
+        arm_doc["patient"] = {**doc.get("patient", {}), **copy.deepcopy(arm["patient"])}
+    if arm.get("lifestyle"):
+        arm_doc["lifestyle"] = {**doc.get("lifestyle", {}), **copy.deepcopy(arm["lifestyle"])}
+    if arm.get("treatments"):
+        arm_doc["treatments"] = list(doc.get("treatments", [])) + copy.deepcopy(arm["treatments"])
+    return arm_doc
+
+
+def _build(doc: dict, ctx: _Ctx, base_dir: Path, *, treatment_keys=None) -> Scenario:
+    """``treatment_keys``: the key of each ``[[treatments]]`` entry in errors (an arm's document
+    holds the shared treatments and then the arm's own, ``arms[i].treatments[j]``)."""
     from .protocols import PROTOCOLS
 
     names = _protocol_names(doc.get("protocols", []), ctx, "protocols")
@@ -688,6 +774,12 @@ def _build(doc: dict, ctx: _Ctx, base_dir: Path) -> Scenario:
     dup = sorted({c for c in compare if compare.count(c) > 1})
     if dup:
         raise ctx.err("simulation.compare", f"{dup} listed twice; list each protocol once")
+    if "validation" in doc and not isinstance(doc["validation"], dict):
+        raise ctx.err("validation", f"must be a table ([validation], read by febone validate); "
+                                    f"got {type(doc['validation']).__name__}")
+    own_arms = _arm_tables(doc, ctx, compare)
+    arm_names += [_protocol_names(a.get("protocols", []), ctx, f"arms[{i}].protocols")
+                  for i, a in enumerate(own_arms)]
     default_years = max([p.duration_years for p in protocols] +
                         [PROTOCOLS[n].duration_years for arm in arm_names for n in arm],
                         default=DEFAULTS["simulation.duration_years"])
@@ -716,22 +808,29 @@ def _build(doc: dict, ctx: _Ctx, base_dir: Path) -> Scenario:
             entries.append((f"protocol {p.name} treatments[{j}]", True,
                             _treatment(dict(table), pctx, f"treatments[{j}]", patient, years)))
     for j, table in enumerate(_array_of_tables(doc, "treatments", ctx)):
-        entries.append((f"treatments[{j}]", False,
-                        _treatment(table, ctx, f"treatments[{j}]", patient, years)))
+        key = treatment_keys[j] if treatment_keys else f"treatments[{j}]"
+        entries.append((key, False, _treatment(table, ctx, key, patient, years)))
     entries.extend((k, False, t) for k, t in _lifestyle(doc, ctx, patient, years))
     treatments = _merge_treatments(entries, ctx)
 
     doc["name"] = name
     arms = []
+    sim_doc = {k: v for k, v in sim.items() if k != "compare"}
+    sim_doc["duration"] = years
     if compare:
-        sim_doc = {k: v for k, v in sim.items() if k != "compare"}
-        sim_doc["duration"] = years
         for i, (expr, extra) in enumerate(zip(compare, arm_names)):
-            arm_doc = {**copy.deepcopy(doc), "name": expr, "simulation": sim_doc,
+            arm_doc = {**{k: copy.deepcopy(v) for k, v in doc.items() if k not in ("arms", "validation")},
+                       "name": expr, "simulation": sim_doc,
                        "protocols": names + [n for n in extra if n not in names]}
             arm_doc.pop("description", None)
             arms.append(_build(arm_doc, ctx.sub(f"simulation.compare[{i}] ({expr}): ",
                                                 "simulation.compare"), base_dir))
+    shared = [f"treatments[{j}]" for j in range(len(doc.get("treatments", [])))]
+    for i, arm in enumerate(own_arms):
+        arm_doc = _arm_document(doc, arm, sim_doc, names)
+        keys = shared + [f"arms[{i}].treatments[{j}]" for j in range(len(arm.get("treatments", [])))]
+        arm_ctx = _Ctx(ctx.source, ctx.text, f"{ctx.prefix}arm {arm_doc['name']!r}: ")
+        arms.append(_build(arm_doc, arm_ctx, base_dir, treatment_keys=keys))
     return Scenario(name=name, description=description, patient=patient, bone=bone,
                     load_cases=load_cases, strength=strength, treatments=treatments,
                     duration_years=years, output_interval_years=out_years,
