@@ -176,7 +176,7 @@ def test_output_times():
 # --- the docs' examples, round trips -------------------------------------------------------------
 
 def test_complete_example_reads_as_documented():
-    full, comparing = _toml_blocks()
+    full, comparing, _ = _toml_blocks()
     s = load_scenario(full)
     p = s.patient
     assert (p.sex, p.age_years, p.menopause_age_years, p.body_mass_kg, p.fat_mass_kg) == \
@@ -198,7 +198,15 @@ def test_complete_example_reads_as_documented():
     assert c.arms[2].treatments == protocol("early-hrt+exercise-high-impact").treatments
 
 
-@pytest.mark.parametrize("which", [0, 1])
+def test_arms_example_reads_as_documented():
+    s = load_scenario(_toml_blocks()[2])
+    placebo, dmab = s.runs()
+    assert [t.drug for t in placebo.treatments] == ["calcium"]
+    assert [t.drug for t in dmab.treatments] == ["calcium", "denosumab"]
+    assert dmab.patient.body_mass_kg == 60.0 and placebo.patient.body_mass_kg == 70.0
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
 def test_round_trip_through_toml_and_json(which, tmp_path):
     s = load_scenario(_toml_blocks()[which])
     again = load_scenario(s.to_toml())
