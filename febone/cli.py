@@ -11,7 +11,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules under febone.commands, in the order ``febone --help`` lists them.
-COMMANDS = ["run", "solve", "compress", "strength", "sensitivity", "info"]
+COMMANDS = ["run", "validate", "solve", "compress", "strength", "sensitivity", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:
