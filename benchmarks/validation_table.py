@@ -30,6 +30,8 @@ RESULTS = ROOT / "benchmarks" / "RESULTS_validation.md"
 
 
 def _git() -> str:
+    if os.environ.get("FEBONE_COMMIT"):   # a run from an exported tree (git archive)
+        return os.environ["FEBONE_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()
@@ -48,6 +50,12 @@ def _machine() -> str:
             f"JAX {jax.__version__}")
 
 
+def _cost(trial) -> float:
+    """Simulated arm-years of a trial (one run per bone its outcomes need)."""
+    bones = {o.bone or trial.scenario.bone.mesh for o in trial.outcomes}
+    return len(bones) * len(trial.scenario.runs()) * trial.scenario.duration_years
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subset", nargs="+", metavar="NAME")
@@ -55,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "validation.md")
     args = ap.parse_args(argv)
     trials = v.select([v.load_trial(p) for p in v.trial_files()], args.subset)
+    trials.sort(key=_cost)   # cheapest first: an interrupted run has the most rows
     header = [f"# Clinical validation table: benchmark", "",
               f"`python benchmarks/validation_table.py` on {_machine()}; febone {_git()}; "
               f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
