@@ -37,7 +37,7 @@ import numpy as np
 from .parameters import CellParameters, PMOParameters, PMO_MARTINEZ_REINA_2019
 
 __all__ = ["CellState", "Drives", "Signals", "CellModelError", "signals", "rhs", "rhs_jacobian",
-           "specific_surface", "pmo_rankl_production", "turnover"]
+           "specific_surface", "pmo_rankl_production", "turnover", "resorption_rate"]
 
 
 class CellModelError(ValueError):
@@ -62,6 +62,11 @@ class CellState:
         P_OBp: mechanical proliferation rate of OBp, 1/day; constant in time, set by
             :func:`~febone.remodel.cells.steady_state` so that the mechanical terms vanish at
             the homeostatic start.
+        space: remodelling-space excess D (BV/TV fraction): resorbed volume still awaiting
+            refill beyond what the current resorption rate keeps open at steady state
+            (R − r·τ in :func:`~febone.remodel.cells.simulate`'s daily remodelling-space update;
+            0 at any steady state; Heaney 1994). Positive after turnover falls (cavities refill:
+            a transient BMD gain), negative after it rises. Not part of the Rosenbrock system.
     """
 
     OBp: jax.Array
@@ -69,23 +74,25 @@ class CellState:
     OCa: jax.Array
     f_bm: jax.Array
     P_OBp: jax.Array
+    space: jax.Array = 0.0
 
     @property
     def n_elements(self) -> int:
         return int(jnp.shape(self.f_bm)[-1])
 
     @classmethod
-    def create(cls, OBp, OBa, OCa, f_bm, P_OBp=0.0) -> "CellState":
+    def create(cls, OBp, OBa, OCa, f_bm, P_OBp=0.0, space=0.0) -> "CellState":
         """Validated state; scalars are broadcast to the common ``(n_elements,)`` shape.
 
         Raises:
             CellModelError: non-1-D or mismatched shapes, non-positive cells, BV/TV outside (0, 1].
         """
-        arrs = [jnp.asarray(a, dtype=jnp.result_type(float)) for a in (OBp, OBa, OCa, f_bm, P_OBp)]
+        arrs = [jnp.asarray(a, dtype=jnp.result_type(float))
+                for a in (OBp, OBa, OCa, f_bm, P_OBp, space)]
         try:
             shape = jnp.broadcast_shapes(*(a.shape for a in arrs))
         except ValueError as e:
-            raise CellModelError(f"OBp, OBa, OCa, f_bm, P_OBp must share one (n_elements,) shape; "
+            raise CellModelError(f"OBp, OBa, OCa, f_bm, P_OBp, space must share one (n_elements,) shape; "
                                  f"got {[a.shape for a in arrs]}") from e
         if len(shape) != 1:
             raise CellModelError(f"cell state fields must be 1-D (n_elements,); got shape {shape} "
@@ -219,7 +226,8 @@ def rhs(state: CellState, params: CellParameters, drives: Drives = Drives()) -> 
     df = (p.k_form * state.OBa - p.k_res * state.OCa) / 100.0
     if p.specific_surface:
         df = df * specific_surface(state.f_bm) / specific_surface(p.sv_reference_bvtv)
-    return CellState(dOBp, dOBa, dOCa, df, jnp.zeros_like(state.P_OBp))
+    return CellState(dOBp, dOBa, dOCa, df, jnp.zeros_like(state.P_OBp),
+                     jnp.zeros_like(state.f_bm))
 
 
 def _specific_surface_slope(f):
@@ -277,6 +285,15 @@ def _jacobian_blocks(state: CellState, params: CellParameters, drives: Drives):
     balance = (p.k_form * state.OBa - p.k_res * state.OCa) / 100.0
     row_f = [zero, p.k_form / 100.0 * s + zero, -p.k_res / 100.0 * s + zero, balance * ds + zero]
     return [list(jnp.broadcast_arrays(*r)) for r in (row_OBp, row_OBa, row_OCa, row_f)]
+
+
+def resorption_rate(state: CellState, params: CellParameters):
+    """Resorption k_res·OCa·s(f_bm)/100 in BV/TV (fraction) per day, like the state fields (the
+    resorption term of df_bm/dt, with the specific-surface factor when it is on)."""
+    r = params.k_res * state.OCa / 100.0
+    if params.specific_surface:
+        r = r * specific_surface(state.f_bm) / specific_surface(params.sv_reference_bvtv)
+    return r
 
 
 def turnover(state: CellState, params: CellParameters):

@@ -19,7 +19,7 @@ advancing the mineralisation queue (:mod:`febone.remodel.mineral`) once per day.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -30,7 +30,7 @@ from jax.extend.core import Var as _JaxprVar
 
 from .cell_model import (CellModelError, CellState, Drives, Signals, _broadcast_drives, _concrete,
                          _jacobian_blocks, pmo_rankl_production, rhs, rhs_jacobian, signals,
-                         specific_surface, turnover)
+                         resorption_rate, specific_surface, turnover)
 from .homeostasis import steady_state
 from .mineral import (MineralState, advance_day_queue, join_queue, mean_mineral_content,
                       old_bins, split_queue)
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CellState", "Drives", "Signals", "CellTrajectory", "CellModelError", "signals", "rhs",
            "rhs_jacobian", "steady_state", "step", "simulate", "specific_surface",
-           "pmo_rankl_production", "turnover"]
+           "pmo_rankl_production", "turnover", "resorption_rate", "remodelling_space_update"]
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _step(state, t, dt, stepper: _Stepper, v_m):
     t_mid = t + 0.5 * dt          # drives frozen at mid-step in time (state dependence kept)
 
     def F(y):
-        s = CellState(*y, P_OBp)
+        s = CellState(*y, P_OBp, state.space)
         return _cols(rhs(s, params, drives_fn(t_mid, s, v_m)))
 
     y = _cols(state)
@@ -152,7 +152,7 @@ def _step(state, t, dt, stepper: _Stepper, v_m):
         f0 = _cols(rhs(state, params, d))
         J = _jacobian_blocks(state, params, d)
     y_new, err = rosenbrock_step(F, y, f0, J, dt, TABLEAUS[method])
-    return CellState(*y_new, P_OBp), err
+    return CellState(*y_new, P_OBp, state.space), err
 
 
 def _check_inputs(params, state, drives, dt, days, save_every):
@@ -219,11 +219,13 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
     def macro_body(carry, leaving):  # one interval (a day with mineralisation); q: a DayQueue
         s, q, t, h_try, stats = carry
         v_m = None if q is None else q.mineral / s.f_bm       # at the start of the day
+        r0 = resorption_rate(s, params)
         s, h_try, n_acc, n_rej, n_forced = interval(s, t, v_m, h_try)
         t = t + macro
         entered = None
         if q is not None:
             q, entered = advance_day_queue(q, leaving, s, params, mineral_params)
+        s = remodelling_space_update(s, r0, params, macro)
         return (s, q, t, h_try, stats + jnp.stack([n_acc, n_rej, n_forced])), entered
 
     def run_days(carry, n):         # n intervals; the queue's day form lives only inside
@@ -265,6 +267,38 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
         vm0 = mean_mineral_content(mineral, state.f_bm, mineral_params)
         vms = jnp.concatenate([vm0[None], vms])
     return t_all, states, vms, sN, mN, stats
+
+
+def remodelling_space_update(state: CellState, r_start, params: CellParameters, days=1.0):
+    """Advance the remodelling space over one interval of ``days`` (after the Rosenbrock steps).
+
+    Heaney (1994, J Bone Miner Res 9:1515, "The bone-remodeling transient"): resorption cavities
+    are refilled over the formation period, so the volume open for remodelling is R = r·τ at a
+    steady resorption rate r (BV/TV per day) with a refill time τ = ``remodelling_space_days``;
+    when r falls the open cavities still refill (a transient BMD gain of τ·Δr over ~τ), when it
+    rises more volume is held open (a loss), and the reverse when a drug stops. The cell model's
+    balance k_form·OBa − k_res·OCa couples formation to resorption within days (OBa lives ~5
+    days), so it lacks this lag; the space adds it on top. With D = R − r·τ (``state.space``):
+
+        dR/dt = r − R/τ  ⇒  dD/dt = −D/τ − τ dr/dt,    df_bm/dt += −dR/dt = D/τ,
+
+    integrated exactly over the interval for a step change of r at its start:
+    D ← D − τ(r_end − r_start); f_bm += D (1 − e^(−days/τ)); D ← D e^(−days/τ). At a steady
+    state D = 0 and nothing changes; τ = 0 disables it. The refilled volume is counted with the
+    remainder (oldest) bin of the mineral queue.
+
+    Args:
+        state: :class:`CellState` at the end of the interval.
+        r_start: (n_elements,) resorption rate at its start (:func:`resorption_rate`), per day.
+        params: :class:`CellParameters` (``remodelling_space_days`` τ, days).
+        days: interval length, days.
+    """
+    tau = params.remodelling_space_days
+    r_end = resorption_rate(state, params)
+    D = state.space - tau * (r_end - r_start)
+    keep = jnp.exp(-days / jnp.maximum(tau, 1e-9))
+    f = jnp.clip(state.f_bm + D * (1.0 - keep), 1e-6, 1.0)
+    return replace(state, f_bm=f, space=D * keep)
 
 
 def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn, *, days,
@@ -314,6 +348,9 @@ def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn
     """
     if method not in TABLEAUS:
         raise CellModelError(f"unknown method {method!r}; use one of {sorted(TABLEAUS)}")
+    if isinstance(state, CellState) and jnp.shape(state.space) != jnp.shape(state.f_bm):
+        state = replace(state, space=jnp.broadcast_to(
+            jnp.asarray(state.space, jnp.result_type(state.f_bm)), jnp.shape(state.f_bm)))
     macro, n_sub, n_macro = _check_inputs(params, state, drives, dt, days, save_every)
     if mineral is not None:
         if macro != 1.0:

@@ -35,7 +35,7 @@ def _reduced_cells(log_OCa, params: CellParameters, drives: Drives):
 def _osteoclast_balance(log_OCa, params, drives):
     """Scaled dOCa/dt at the OBp/OBa steady state; decreasing through its root in OCa."""
     OBp, OBa, OCa = _reduced_cells(log_OCa, params, drives)
-    st = CellState(OBp, OBa, OCa, jnp.ones_like(OCa), jnp.zeros_like(OCa))
+    st = CellState(OBp, OBa, OCa, jnp.ones_like(OCa), jnp.zeros_like(OCa), jnp.zeros_like(OCa))
     s = signals(st, params, drives)
     prod = params.D_OCp * drives.D_OCp_factor * s.pi_act_OCp
     loss = params.A_OCa * drives.A_OCa_factor * OCa * s.pi_act_OCa
@@ -117,7 +117,7 @@ def _steady_core(params, d, f_bm, log_lo, log_hi):
         u = u - g / dg
     res = _osteoclast_balance(u, params, d)
     OBp, OBa, OCa = _reduced_cells(u, params, d)
-    st = CellState(OBp, OBa, OCa, f_bm, jnp.zeros_like(f_bm))
+    st = CellState(OBp, OBa, OCa, f_bm, jnp.zeros_like(f_bm), jnp.zeros_like(f_bm))
     s = signals(st, params, d)
     P_OBp = params.a_mech * params.D_OBu * d.D_OBu_factor * s.pi_act_OBu / (OBp * params.Pi_mech_ss)
     return replace(st, P_OBp=P_OBp), g_lo, g_hi, res

@@ -83,6 +83,9 @@ class CellParameters:
         chi_den: accessibility of RANKL to denosumab (Martínez-Reina 2019: 0.012).
         K_den: RANKL-denosumab association constant, 1/pM (0.333).
         sv_reference_bvtv: BV/TV (fraction) at which k_form, k_res hold when ``specific_surface``.
+        remodelling_space_days: refill time τ of the remodelling space, days (Heaney 1994; 0
+            disables it, as in both published sets; see
+            :func:`febone.remodel.cells.remodelling_space_update`).
         name: label of the set (static).
         specific_surface: scale dBV/TV/dt by S_V(f)/S_V(sv_reference_bvtv) (Lerebours 2016) so that
             turnover is proportional to the specific surface (static; off in both published sets).
@@ -121,6 +124,7 @@ class CellParameters:
     chi_den: float = 0.0
     K_den: float = 0.0
     sv_reference_bvtv: float = 0.15
+    remodelling_space_days: float = 0.0
     name: str = "custom"
     specific_surface: bool = False
 
