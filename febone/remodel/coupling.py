@@ -21,7 +21,7 @@ deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
 * ``D_OBu_factor`` = r_IGF^a_OBu, ``D_OCp_factor`` = r_IGF^a_OCp (GH/IGF-1 raise turnover;
   r_IGF = IGF-1 / age norm);
 * ``A_OBa_factor`` = (1 + k_gc_AOBa·x_gc)·r̄_IGF^(−a_AOBa)·exp(−k_T (s_T − ½))
-  / [(1 + k_P4 (s_P − s_P,ref))(1 + k_scl Δload·s_E/s_ref)(1 + k_tpd_AOBa·u_PTH)]:
+  / [(1 + k_P4 (s_P − s_P,ref))(1 + k_scl (load⁴ − 1)·s_E/s_ref)(1 + k_tpd_AOBa·u_PTH)]:
   glucocorticoid OB apoptosis; the slow IGF-1 effect on OB lifespan (r̄_IGF low-pass filtered
   with ``tau_igf_days``); testosterone's direct anabolic action (s_T = T/(T + T_ref,sex)),
   progesterone and the sclerostin/Wnt effect of exercise (blunted by low E2) as OB survival
@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 
 from .cells import Drives
-from .hormones import E2_PREMENOPAUSE, HormoneSeries, _approach_scan
+from .hormones import E2_PREMENOPAUSE, EXERCISE_STIMULUS_EXPONENT, HormoneSeries, _approach_scan
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,12 @@ class CouplingParameters:
         k_tpd_AOBa, k_tpd_DOBp: intermittent PTH (per 20 µg/day) effects.
         k_gc_AOBa, k_gc_DOBp, k_gc_AOCa: glucocorticoid effects per unit excess.
         k_bp: bisphosphonate effect on OC apoptosis at full skeletal effect.
-        k_scl: sclerostin/Wnt effect of exercise on D_OBp per unit load increase.
+        k_scl: sclerostin/Wnt effect of exercise on OB lifespan per unit excess of Carter's daily
+            stimulus (load_factor⁴ − 1, see :mod:`febone.remodel.hormones`), so that intensity
+            counts to the 4th power and the weekly number of sessions linearly; 0.15 puts
+            LIFTMOR (Watson et al. 2018, J Bone Miner Res 33:211: twice-weekly high-intensity
+            resistance and impact training, LS +4.1 and FN +2.2 points against control at 8
+            months) inside its band with intensity 1.0 (peak loads twice the habitual ones).
         k_load: fraction of a programme's load increase that reaches the daily habitual-load
             stimulus (load_factor = 1 + k_load·(programme factor − 1); a session is a small part
             of the day's loading cycles).
@@ -125,7 +130,7 @@ class CouplingParameters:
     k_gc_DOBp: float = 0.3
     k_gc_AOCa: float = 0.3
     k_bp: float = 10.0
-    k_scl: float = 0.2
+    k_scl: float = 0.15
     k_load: float = 1.02352
     k_load_E2: float = 0.7
 
@@ -223,6 +228,7 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     x_gc = jnp.maximum(s.glucocorticoid_mg / 5.0 - 1.0, 0.0)
     u_pth = s.pth_pulsatile_ug / 20.0
     d_load = s.exercise_load_factor - 1.0
+    stim = s.exercise_load_factor ** EXERCISE_STIMULUS_EXPONENT - 1.0   # Carter stimulus excess
     load_factor = 1.0 + c.k_load * d_load * jnp.maximum(1.0 - c.k_load_E2 * dE, 0.0)
 
     dE_adapted = _low_pass(dE, c.tau_adapt_E2_days)
@@ -236,7 +242,7 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     D_OCp = r_igf ** c.a_OCp_IGF
     A_OBa = ((1.0 + c.k_gc_AOBa * x_gc) * r_igf_slow ** (-c.a_AOBa_IGF)
              * jnp.exp(-c.k_T * (sT - 0.5))
-             / ((1.0 + c.k_P4 * (sP - sP_ref)) * (1.0 + c.k_scl * d_load * sE / sE_ref)
+             / ((1.0 + c.k_P4 * (sP - sP_ref)) * (1.0 + c.k_scl * stim * sE / sE_ref)
                 * (1.0 + c.k_tpd_AOBa * u_pth)))
     beta_PTH = 250.0       # pM/day, intrinsic PTH production of both published cell-model sets
     P_PTH = c.k_PTH * beta_PTH * jnp.maximum(s.PTH_pg_mL / c.PTH_ref_pg_mL - 1.0, 0.0)

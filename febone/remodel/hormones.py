@@ -74,8 +74,18 @@ Pharmacokinetics (daily resolution; the daily mean enters the coupling):
 * alendronate: skeletal surface reservoir R (mg): 0.64 % oral bioavailability (label), half of
   it to bone, lost with a 1.5-year half-time (burial); ``bisphosphonate`` = R/(R + 1 mg)
   *(guess of the half-time and EC50)*;
-* exercise: ``exercise_load_factor`` = 1 + Σ doses of active programmes (habitual load
-  multiplier at loaded sites).
+* exercise: a programme is sessions of intensity x (the dose: peak load ×(1 + x) over the
+  habitual day's) every Δ days (``interval_days``). Its daily stimulus is Carter's daily stress
+  stimulus ψ = (Σ nᵢσᵢ^m)^(1/m), m = 4 (Carter, Fyhrie & Whalen 1987, J Biomech 20:785; Whalen et
+  al. 1988, J Biomech 21:825), averaged over the interval, with each session's cycles saturated
+  (bone cells desensitise within a few dozen cycles: Umemura et al. 1997, J Bone Miner Res
+  12:1480; Turner 1998, Bone 23:399) so that one session weighs as much as a habitual day, and
+  mechanosensitivity recovered between sessions with time constant τ_rec = 8 h (Robling et al.
+  2001, J Exp Biol 204:3389; 2002, J Bone Miner Res 17:1545):
+  ``exercise_load_factor`` = [1 + Σ w(Δ)·((1 + x)^m − 1)]^(1/m),
+  w(Δ) = (1 − e^(−Δ/τ_rec)) / (Δ (1 − e^(−1 d/τ_rec))) sessions-equivalent per day (1 for
+  daily sessions, 2/7 twice weekly, 1.6 for two a day). A daily programme gives 1 + x as before;
+  the weekly number of sessions and the intensity (to the 4th power) set the dose.
 """
 from __future__ import annotations
 
@@ -94,7 +104,7 @@ from .treatments import DRUGS, Treatment, canonical_dose
 logger = logging.getLogger(__name__)
 
 __all__ = ["HormoneSeries", "hormone_series", "YEAR_DAYS", "E2_PREMENOPAUSE",
-           "ANASTROZOLE_IC50_MG", "schedule"]
+           "ANASTROZOLE_IC50_MG", "schedule", "session_weight", "EXERCISE_STIMULUS_EXPONENT"]
 
 YEAR_DAYS = 365.25
 E2_PREMENOPAUSE = 100.0          # pg/mL, cycle mean
@@ -182,6 +192,21 @@ class HormoneSeries:
 jax.tree_util.register_dataclass(
     HormoneSeries, data_fields=[f.name for f in fields(HormoneSeries) if f.name != "sex"],
     meta_fields=["sex"])
+
+
+#: Exponent m of Carter's daily stress stimulus (Whalen et al. 1988: m ≈ 4).
+EXERCISE_STIMULUS_EXPONENT = 4.0
+#: Recovery time constant of mechanosensitivity between loading sessions, days (Robling 2001:
+#: 8 h of rest restores most of it).
+EXERCISE_RECOVERY_DAYS = 8.0 / 24.0
+
+
+def session_weight(interval_days: float) -> float:
+    """Daily sessions-equivalent of a programme with a session every ``interval_days`` days:
+    (1 − e^(−Δ/τ_rec)) / (Δ (1 − e^(−1/τ_rec))), 1 for daily sessions (module docstring)."""
+    tau = EXERCISE_RECOVERY_DAYS
+    d = float(interval_days)
+    return (1.0 - math.exp(-d / tau)) / (d * (1.0 - math.exp(-1.0 / tau)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,10 +448,14 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
     else:
         bp = zeros
 
-    load = jnp.ones_like(age)
+    stimulus = jnp.zeros_like(age)           # Carter daily stress stimulus, excess over habitual
     for tr in treatments:
         if DRUGS[tr.drug].kind == "lifestyle":
-            load = load + jnp.asarray(schedule(tr, days), dtype) * canonical_dose(tr)
+            x = canonical_dose(tr)
+            stimulus = stimulus + (jnp.asarray(schedule(tr, days), dtype)
+                                   * session_weight(tr.interval_days)
+                                   * ((1.0 + x) ** EXERCISE_STIMULUS_EXPONENT - 1.0))
+    load = (1.0 + stimulus) ** (1.0 / EXERCISE_STIMULUS_EXPONENT)
 
     series = HormoneSeries(
         age_years=age, E2_pg_mL=E2, T_ng_dL=T_total, progesterone_ng_mL=P4, IGF1_ng_mL=IGF,
