@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         timing = ["", "## Run time per trial", "", "| trial | wall s |", "|---|---:|"] + \
             [f"| {n} | {s:.0f} |" for n, s in done] + [f"| **all** | **{wall:.0f}** |"]
         table = v.markdown_table(result, trials[:i + 1]).split("\n", 2)[2]
-        atomic_write_text(args.results, "\n".join(header + [f"Status: {status}.", ""]) + table +
+        atomic_write_text(args.results, "\n".join(header + [f"Status: {status}.", "", ""]) + table +
                           "\n".join(timing) + "\n")
         print(f"{t.name}: {done[-1][1]:.0f} s; {result['inside']} of {result['total']} inside so far",
               flush=True)

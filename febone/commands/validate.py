@@ -12,6 +12,25 @@ outcomes, each a key of the run's results (``regions.total_hip.change_pct``) at 
 arm or as the difference of two arms. The scenario is run as ``febone run`` runs it (on the
 outcome's bone, default the scenario's) and the model's figure is compared with the trial's:
 inside when |model − trial| ≤ max(1.5 points, 50 % of |trial|).
+
+A trial file's ``[validation]`` table:
+
+    [validation]
+    citation = "Cummings SR, ... N Engl J Med 2009;361:756-765"   # required
+    doi = "10.1056/NEJMoa0809493"
+    group = "drug"                     # required: hormone, drug or lifestyle
+    population = "7868 women aged 60-90 ..."
+    notes = "what the trial reported, where the model's output differs from it"
+    quick = false                      # true: part of --quick (CI)
+
+    [[validation.outcomes]]            # one block per reported figure
+    label = "lumbar spine BMD, 36 months"
+    key = "regions.vertebral_body.change_pct"   # a febone run --json key (per output time)
+    time = "3 years"                   # an output time of the run
+    arm = "denosumab"                  # needed when the scenario has several arms
+    minus = "placebo"                  # optional: drug − placebo, in points
+    trial = 9.2                        # the trial's figure, %
+    bone = "vertebra_coarse_hex8"      # optional: the bone it is read on (default the file's)
 """
 from __future__ import annotations
 
@@ -385,7 +404,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("validate", help="the model against published trials (writes "
                                         "docs/validation.md)",
-                       description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n", 2)[2],
+                       description="The model against published trials, from scenario files "
+                                   "in the package.\n\n" + __doc__.split("\n\n", 2)[2],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--subset", nargs="+", metavar="NAME", help="only these trials (file stems; "
                                                                "--list shows them)")
