@@ -70,7 +70,9 @@ def test_exercise_gains_a_little_and_less_when_e2_is_low():
     gain_pre = float(run(pre, ex).at(2.0) - run(pre).at(2.0))
     post = Patient.create(age_years=58.0, menopause_age_years=51.0)
     gain_post = float(run(post, ex).at(2.0) - run(post).at(2.0))
-    assert 0.2 < gain_pre < 4.0                # "+1…2 % at best" (source documents)
+    # "+1…2 % at best" (source documents) for moderate programmes; high-intensity training
+    # reaches LS +4.1 points in 8 months (LIFTMOR, Watson 2018, a target in TARGETS)
+    assert 0.2 < gain_pre < 6.0
     assert 0 < gain_post < gain_pre            # blunted by low E2 (skeletal resistance)
 
 
