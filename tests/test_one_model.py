@@ -26,9 +26,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def six_months():
     """A hypogonadal man on testosterone + anastrozole (the issue's example), bundled coarse
-    femur, six monthly steps (30 and 31 days), an output after every step."""
+    femur: half a year of his history replayed (two quarterly steps), then six monthly steps (30
+    and 31 days), an output after every step."""
     sc = with_duration(protocol("trt-anastrozole"), 0.5)
-    sc = replace(sc, output_interval_years=1 / 12,
+    sc = replace(sc, output_interval_years=1 / 12, spinup_years=0.5,
                  strength=replace(sc.strength, cases=("sideways-fall",), methods=("pistoia",)))
     study_kw = {k: v for k, (v, _) in STUDY_DIFFERENCES.items()}
     run = run_scenario(sc, preconditioner="jacobi", **study_kw)
@@ -41,7 +42,8 @@ def six_months():
 def test_same_days(six_months):
     sc, arm, study, _ = six_months
     days = [r["day"] for r in arm.records]
-    assert days == list(study.days) == list(step_schedule(0.5, 12))
+    assert days == list(study.output_days) == list(step_schedule(0.5, 12))
+    assert study.history_steps == 2 and study.days[2] == 183
     assert sorted(set(np.diff(days))) == [30, 31]          # both step lengths are exercised
     assert study.years == pytest.approx(arm.records[-1]["time_years"], abs=1e-12)
 
@@ -53,7 +55,9 @@ def test_regional_vbmd_and_stiffness_trajectories_agree(six_months):
     _, arm, study, out = six_months
     recs = arm.records
     for i, region in enumerate(study.regions):
-        v_run = np.array([r["regions"][region]["vbmd_mg_cm3"] for r in recs])
+        name, _, comp = region.partition("/")          # regions, then their compartments
+        key = f"{comp}_vbmd_mg_cm3" if comp else "vbmd_mg_cm3"
+        v_run = np.array([r["regions"][name][key] for r in recs])
         v_study = v_run[0] * (1.0 + np.asarray(out.bmd_trajectory)[:, i] / 100.0)
         np.testing.assert_allclose(v_study, v_run[1:], rtol=1e-8, err_msg=region)
         assert np.max(np.abs(v_run[1:] / v_run[0] - 1.0)) > 1e-4, region
@@ -81,7 +85,7 @@ def test_sensitivity_reports_the_run_baseline_and_duration(tmp_path):
 
     toml = tmp_path / "trt.toml"
     toml.write_text('name = "trt, one month"\nprotocols = ["trt"]\n[simulation]\n'
-                    'duration = "1 month"\noutput_interval = "1 month"\n'
+                    'duration = "1 month"\noutput_interval = "1 month"\nspinup = "3 months"\n'
                     '[strength]\ncases = ["sideways-fall"]\nmethods = ["pistoia"]\n')
     run_json, sens_json = tmp_path / "run.json", tmp_path / "sens.json"
     assert main(["run", str(toml), "--json", str(run_json), "--no-pictures",
@@ -89,10 +93,13 @@ def test_sensitivity_reports_the_run_baseline_and_duration(tmp_path):
     assert main(["sensitivity", str(toml), "--param", "density_scale",
                  "--json", str(sens_json)]) == 0
     run, sens = json.loads(run_json.read_text()), json.loads(sens_json.read_text())
+    # the baseline follows three months of replayed history, integrated adaptively (rtol 1e-4)
+    # by febone run and in fixed daily steps by the study (STUDY_DIFFERENCES): measured 1.1e-6
+    # apart; without a history they are the same solve (1e-8)
     assert sens["years"] == pytest.approx(run["time_years"][-1], abs=1e-12)
     assert sens["days"] == 30
     base = sens["baseline"]
     np.testing.assert_allclose(base["pistoia_load_N"],
-                               run["fracture_load_N"]["sideways-fall"]["pistoia"][0], rtol=1e-8)
+                               run["fracture_load_N"]["sideways-fall"]["pistoia"][0], rtol=1e-5)
     np.testing.assert_allclose(base["stiffness_N_per_mm"],
-                               run["stiffness_N_per_mm"]["sideways-fall"][0], rtol=1e-8)
+                               run["stiffness_N_per_mm"]["sideways-fall"][0], rtol=1e-5)

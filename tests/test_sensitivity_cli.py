@@ -21,8 +21,10 @@ MONTH = str(30 / 365.25)
 @pytest.mark.slow
 def test_default_study_json_check_and_tornado(tmp_path, capsys):
     out_json, out_dir = tmp_path / "s.json", tmp_path / "figs"
-    rc = main(["sensitivity", "--years", MONTH, "--check", "--json", str(out_json),
-               "--out", str(out_dir)])
+    # half a year of the patient's history replayed (two quarterly steps): the gradient
+    # flows through it too
+    rc = main(["sensitivity", "--years", MONTH, "--spinup", "0.5", "--check", "--json",
+               str(out_json), "--out", str(out_dir)])
     assert rc == 0, capsys.readouterr().err
     res = json.loads(out_json.read_text())
     for key in ("outcome", "value", "parameters", "forward_seconds", "gradient_seconds"):

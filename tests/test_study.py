@@ -53,7 +53,7 @@ AI = (Treatment.create("anastrozole", 1.0, "mg", 1),
 @pytest.fixture(scope="module")
 def one_step():
     """A 30-day run: one mechanical step."""
-    return build_study(_specimen(), WOMAN, AI, years=30 / 365.25, settings=_settings())
+    return build_study(_specimen(), WOMAN, AI, history_years=0.0, years=30 / 365.25, settings=_settings())
 
 
 def _posed(case_name):
@@ -152,7 +152,7 @@ def test_bad_inputs(one_step):
     with pytest.raises(ValueError, match="one common leading size"):
         batch(one_step, {"exercise": jnp.array([0.1, 0.2]), "dose:anastrozole": jnp.ones(3)})
     with pytest.raises(ValueError, match="years"):
-        build_study(_specimen(), WOMAN, AI, years=0.0, settings=_settings())
+        build_study(_specimen(), WOMAN, AI, history_years=0.0, years=0.0, settings=_settings())
 
 
 def test_relayed_adjoints_give_the_same_gradient():
@@ -160,7 +160,7 @@ def test_relayed_adjoints_give_the_same_gradient():
     default) and from zero: the same value, and the same gradient to 1e-6 relative (both solves
     of every step stop at CG rtol 1e-8; the outcome amplifies that residual through three steps
     of the cell model). The iteration counts are measured in benchmarks/RESULTS_study.md."""
-    study = build_study(_specimen(), WOMAN, AI, years=90 / 365.25, settings=_settings())
+    study = build_study(_specimen(), WOMAN, AI, history_years=0.0, years=90 / 365.25, settings=_settings())
     cold = replace(study, settings=replace(study.settings, relay_adjoints=False))
     p = {"dose:anastrozole": 1.0, "exercise": 0.1, "law:b": 1.56}
     v1, g1 = value_and_grad(study, p, "fracture_load")
@@ -191,7 +191,7 @@ def test_multi_year_run_gradients():
     """Two years in ten 73-day steps (five per year; two-level checkpoints: blocks of 4 with two
     padding steps): regional BMD change w.r.t. a dose, an E2 coupling constant and the density
     scale."""
-    study = build_study(_specimen(), WOMAN, AI, years=2.0,
+    study = build_study(_specimen(), WOMAN, AI, history_years=0.0, years=2.0,
                         settings=_settings(steps_per_year=5, block=None))
     assert study.n_steps == 10
     names = ["dose:anastrozole", "coupling:P_RANKL_E2", "density_scale"]
@@ -216,7 +216,7 @@ def test_gradient_memory_grows_by_one_carry_per_step():
     from febone.study.model import forward
 
     def temp_bytes(n, **kw):
-        st = build_study(_specimen(), WOMAN, AI, years=n / 36,
+        st = build_study(_specimen(), WOMAN, AI, history_years=0.0, years=n / 36,
                          settings=_settings(steps_per_year=36, block=1, **kw))
         g = jax.jit(jax.grad(lambda s, x: forward(s, {"exercise": x}).fracture_load, argnums=1))
         mem = g.lower(st, 0.1).compile().memory_analysis()

@@ -39,6 +39,10 @@ REFERENCE_POPULATIONS = {
                                    "(Looker et al. 1998, Osteoporos Int 8:468) (verify)"),
     "total_hip": (0.942, 0.122, "NHANES III non-Hispanic white women 20–29 y, total hip "
                                 "(Looker et al. 1998) (verify)"),
+    # a PA lumbar-spine scan: the vertebral body's ROI in the posterior–anterior projection (the
+    # posterior elements behind it included, as on a clinical scan)
+    "vertebral_body": (1.047, 0.110, "Hologic young-adult women, PA lumbar spine L1–L4 "
+                                     "(Kelly 1990, the manufacturer's reference) (verify)"),
 }
 
 

@@ -43,6 +43,10 @@ def register(sub) -> None:
                    help="named protocol (repeat to compare; 'a+b' combines); --list-protocols "
                         "lists them")
     p.add_argument("--years", type=float, help="simulated years (overrides the scenario)")
+    p.add_argument("--spinup", type=float, metavar="YEARS",
+                   help="years of the patient's history replayed before time 0 (overrides the "
+                        "scenario's; default: from the patient, e.g. 5 years before the final "
+                        "period for a woman; 0 = start from a young adult's homeostasis)")
     p.add_argument("--bone", help="bundled bone or mesh file (overrides the scenario's bone)")
     p.add_argument("--out", type=Path, help="folder for results, fields, pictures and report "
                                             "(one run per folder; your own files there are kept)")
@@ -60,7 +64,8 @@ def register(sub) -> None:
 
 
 def _scenario(args):
-    from ..scenario import default_study, load_scenario, protocol, study, with_duration
+    from ..scenario import (default_study, load_scenario, protocol, study, with_duration,
+                            with_spinup)
 
     if args.scenario is not None and args.protocol:
         raise ValueError("give a scenario file or --protocol names, not both (a scenario file "
@@ -84,6 +89,8 @@ def _scenario(args):
         sc = build_scenario(doc, source=sc.source)
     if args.years is not None:
         sc = with_duration(sc, args.years)
+    if args.spinup is not None:
+        sc = with_spinup(sc, args.spinup)
     from ._bone import check_bone_files
 
     check_bone_files(sc)   # size in mm, side, node sets: before any output is written
@@ -122,6 +129,9 @@ def _print_arm(name, res) -> None:
     if region:
         has_t = "t_score" in recs[0]["regions"][region]
         head += f"  {region + (' aBMD' if has_t else ' vBMD'):>20s} {'T':>6s} {'Δ%':>6s}"
+        comps = [c for c in ("cortical", "trabecular") if f"{c}_change_pct" in
+                 recs[0]["regions"][region]]
+        head += "".join(f" {c[:5] + ' Δ%':>8s}" for c in comps)
     for c in cases:
         head += f"  {c + ' N/mm':>18s} {'Ffrac N':>8s}"
     head += f"  {'CTX':>5s} {'P1NP':>5s}"
@@ -135,6 +145,7 @@ def _print_arm(name, res) -> None:
             t = e.get("t_score")
             line += f"  {v:20.3f} {t:+6.2f} {e['change_pct']:+6.1f}" if t is not None else \
                 f"  {v:20.1f} {'':>6s} {e['change_pct']:+6.1f}"
+            line += "".join(f" {e[f'{c}_change_pct']:+8.1f}" for c in comps)
         for c in cases:
             loads = r["fracture_load_N"][c]
             first = next(iter(loads.values()), float("nan"))

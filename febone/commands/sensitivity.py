@@ -35,6 +35,9 @@ def register(sub) -> None:
                    help="fracture_load (N, default), stiffness (N/mm), mean_bvtv_change (%%) or "
                         "bmd_change:<region> (%%)")
     p.add_argument("--years", type=float, help="override the duration, years")
+    p.add_argument("--spinup", type=float, metavar="YEARS",
+                   help="years of the patient's history replayed before time 0 (default: the "
+                        "scenario's, else from the patient as febone run; 0 = none)")
     p.add_argument("--step-days", type=int, dest="step_days",
                    help="override the mechanical step, days")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"])
@@ -96,7 +99,10 @@ def _run(args) -> int:
 
     if args.years is not None and not args.years > 0:
         raise ValueError(f"--years must be positive; got {args.years}")
-    kw = dict(step_days=args.step_days, preconditioner=args.preconditioner)
+    if args.spinup is not None and not args.spinup >= 0:
+        raise ValueError(f"--spinup must be ≥ 0 years; got {args.spinup}")
+    kw = dict(step_days=args.step_days, preconditioner=args.preconditioner,
+              history_years=args.spinup)
     if args.scenario is None:
         study = default_sensitivity_study(**({"years": args.years} if args.years else {}), **kw)
         label = "default study"

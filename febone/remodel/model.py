@@ -52,7 +52,7 @@ from .settings import RemodelSettings
 __all__ = ["RemodelModel", "Physics", "BoneState", "StepInfo", "CellIntegration",
            "build_model", "physics", "daily_table", "initial_state", "step", "apparent_density",
            "moduli", "regional_vbmd", "markers", "strength_response", "baseline_density",
-           "OUTCOME_SOLVER"]
+           "OUTCOME_SOLVER", "COMPARTMENTS"]
 
 #: Solver of the outcome (strength-case) solves of both drivers: tight, so that the stiffness
 #: a study differentiates and the one ``febone run`` reports agree to 1e-8.
@@ -84,7 +84,9 @@ class RemodelModel:
         stim: :class:`~.mechanics.MechanicalStimulus` of the habitual loading.
         rho0: (n_elements,) baseline apparent density of the mesh, g/cm³.
         region_masks: (n_regions, n_elements) 0/1 masks of the reported regions.
-        regions: region names (static; ``("all",)`` for a bone without ``region_*`` masks).
+        regions: region names (static; ``("all",)`` for a bone without ``region_*`` masks),
+            then each region's compartments ``<region>/cortical`` and ``<region>/trabecular``
+            (:data:`COMPARTMENTS`).
         integration: :class:`CellIntegration` (static).
     """
 
@@ -229,8 +231,30 @@ def build_model(mesh: Mesh, settings: RemodelSettings, *, regions=None,
         names, masks = ("all",), np.ones((1, mesh.n_elements))
     if np.any(masks.sum(axis=1) == 0):
         raise ValueError(f"a region selects no element: {dict(zip(names, masks.sum(1)))}")
+    names, masks = _with_compartments(names, masks, rho0)
     integration = integration or CellIntegration(rtol=settings.cell_rtol)
     return RemodelModel(stim, jnp.asarray(rho0), jnp.asarray(masks), names, integration)
+
+
+#: Apparent-density bounds of the compartments, g/cm³, from the mesh's baseline density (as the
+#: FE-free calibration's cortical and trabecular sites, :mod:`febone.calibration.site`): cortical
+#: ρ ≥ 1.2 (cortical bone 1.5–1.9 g/cm³ apparent; shells thinner than an element mix in
+#: marrow), trabecular ρ ≤ 0.8; elements in between (transitional) belong to neither.
+COMPARTMENTS = {"cortical": (1.2, np.inf), "trabecular": (0.0, 0.8)}
+
+
+def _with_compartments(names, masks, rho0):
+    """Every region's cortical and trabecular compartment (``<region>/cortical``,
+    ``<region>/trabecular``: QCT/HR-pQCT-like vBMD) appended to the region masks, where it
+    holds at least one element."""
+    names, rows = list(names), list(masks)
+    for name, mask in zip(tuple(names), masks):
+        for comp, (lo, hi) in COMPARTMENTS.items():
+            sub = mask * ((rho0 >= lo) & (rho0 <= hi))
+            if sub.sum() > 0:
+                names.append(f"{name}/{comp}")
+                rows.append(sub)
+    return tuple(names), np.stack(rows)
 
 
 def physics(settings: RemodelSettings, mineralisation_factor=1.0, *, law: PowerLaw | None = None,

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from ..device import device_description
 from .coupling import FE_COUPLING
+from .history import replayed, spinup_years
 from .model import daily_table
-from .settings import settings_for, step_schedule
+from .settings import calendar, settings_for
 from .simulation import RemodelResult, remodel
 
-__all__ = ["ScenarioResult", "run_scenario"]
+__all__ = ["ScenarioResult", "run_scenario", "arm_history_years"]
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,34 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
             meshes[path] = read_mesh(path)
         settings = settings_for(arm, **settings_overrides)
         years = arm.duration_years
-        n_days = int(step_schedule(years, settings.steps_per_year)[-1])
-        inputs = daily_table(arm.patient, arm.treatments, coupling, n_days)
+        history = arm_history_years(arm, settings)
+        n_days = int(calendar(years, settings, history)[0][-1])
+        inputs = daily_table(*replayed(arm.patient, arm.treatments, history), coupling, n_days)
         cb = None if progress is None else (lambda k, n, rec, _a=arm.name: progress(_a, k, n, rec))
         arms[arm.name] = remodel(meshes[path], inputs, years=years, settings=settings,
                                  label=_file_label(arm.name), out_dir=out_dir, resume=resume,
                                  progress=cb, description={"arm": arm.name, "bone": str(path)},
-                                 cache=cache)
+                                 cache=cache, history_years=history,
+                                 baseline_abmd=dict(getattr(arm.bone, "baseline_abmd", ())))
     return ScenarioResult(scenario, arms, time.perf_counter() - start, device_description())
+
+
+def arm_history_years(arm, settings) -> float:
+    """Years of the arm's history replayed before time 0: the scenario's ``spinup`` when it
+    gives one, else :func:`~.history.spinup_years` of its patient and treatments; whole
+    spin-up steps."""
+    given = getattr(arm, "spinup_years", None)
+    quantum = 1.0 / settings.spinup_steps_per_year
+    if given is None:
+        return spinup_years(arm.patient, arm.treatments, quantum=quantum)
+    history = float(round(given / quantum) * quantum)
+    past = [t for t in arm.treatments if t.start_years < -history]
+    if past:
+        raise ValueError(f"{past[0].drug} starts {-past[0].start_years:g} years before time 0 but "
+                         f"only {history:g} years of history are replayed (spinup); replay at "
+                         f"least {-min(t.start_years for t in past):g} years, or leave spinup "
+                         f"out (automatic)")
+    return history
 
 
 def _file_label(name: str) -> str:

@@ -31,7 +31,7 @@ from .mechanics import DEFAULT_HABITUAL, HabitualLoad
 from .parameters import (CellParameters, MINERAL_MARTINEZ_REINA_2019, MineralParameters,
                          SITE_CELL_PARAMETERS)
 
-__all__ = ["RemodelSettings", "settings_for", "step_schedule", "STUDY_DIFFERENCES",
+__all__ = ["RemodelSettings", "settings_for", "step_schedule", "calendar", "STUDY_DIFFERENCES",
            "DAYS_PER_YEAR"]
 
 DAYS_PER_YEAR = YEAR_DAYS
@@ -50,6 +50,8 @@ class RemodelSettings:
         density_field: cell data of the mesh with the baseline apparent density, g/cm³.
         steps_per_year: mechanical (FE) updates per year (12: monthly; steps of 30 or 31 whole
             days, :func:`step_schedule`).
+        spinup_steps_per_year: mechanical updates per year while the patient's history before
+            time 0 is replayed (:mod:`.history`; 4: quarterly steps of 91 or 92 days).
         output_interval_years: time between outputs of the host loop, years (a multiple of the
             mechanical step); the end of the run is always an output.
         strength_cases: load cases whose stiffness and fracture load the host loop reports.
@@ -79,6 +81,7 @@ class RemodelSettings:
     nu: float = 0.3
     density_field: str = "density_g_cm3"
     steps_per_year: int = 12
+    spinup_steps_per_year: int = 4
     output_interval_years: float = 1.0
     strength_cases: tuple = ("stance", "sideways-fall")
     strength_methods: tuple = ("pistoia",)
@@ -93,9 +96,11 @@ class RemodelSettings:
     def __post_init__(self):
         if not (np.isfinite(self.lazy_zone) and 0 <= self.lazy_zone < 1):
             raise ValueError(f"lazy_zone must be a fraction in [0, 1); got {self.lazy_zone}")
-        if not (isinstance(self.steps_per_year, int) and 1 <= self.steps_per_year <= 365):
-            raise ValueError(f"steps_per_year must be an integer in 1..365 (12 = monthly FE "
-                             f"updates); got {self.steps_per_year!r}")
+        for name in ("steps_per_year", "spinup_steps_per_year"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and 1 <= v <= 365):
+                raise ValueError(f"{name} must be an integer in 1..365 (12 = monthly FE "
+                                 f"updates); got {v!r}")
         k = self.output_interval_years * self.steps_per_year
         if not (np.isfinite(k) and k >= 1 - 1e-9 and abs(k - round(k)) < 1e-6):
             raise ValueError(f"output_interval_years ({self.output_interval_years}) must be a "
@@ -117,6 +122,7 @@ class RemodelSettings:
         return {"habitual": [vars(h) for h in self.habitual], "body_mass_kg": self.body_mass_kg,
                 "law": self.law, "nu": self.nu, "density_field": self.density_field,
                 "steps_per_year": self.steps_per_year,
+                "spinup_steps_per_year": self.spinup_steps_per_year,
                 "output_interval_years": self.output_interval_years,
                 "strength_cases": list(self.strength_cases),
                 "strength_methods": list(self.strength_methods),
@@ -172,3 +178,18 @@ def step_schedule(years: float, steps_per_year: int) -> np.ndarray:
                          f"1/{steps_per_year} year")
     k = np.arange(int(round(n)) + 1)
     return np.round(k * DAYS_PER_YEAR / steps_per_year).astype(np.int64)
+
+
+def calendar(years: float, settings: RemodelSettings, history_years: float = 0.0):
+    """Day boundaries of every mechanical step of a run with a replayed history: the history's
+    coarse steps (``spinup_steps_per_year``) from day 0, then the run's
+    (``steps_per_year``) from the end of the history (time 0).
+
+    Returns:
+        ``(bounds, n_history_steps)``: (n_steps + 1,) int64 days from the start of the history,
+        and how many of the steps are history (time 0 is ``bounds[n_history_steps]``).
+    """
+    hist = (step_schedule(history_years, settings.spinup_steps_per_year) if history_years > 0
+            else np.zeros(1, np.int64))
+    run = hist[-1] + step_schedule(years, settings.steps_per_year)
+    return np.concatenate([hist[:-1], run]), len(hist) - 1

@@ -35,11 +35,11 @@ from ..device import device_description
 from ..files import atomic_savez, atomic_write_text, read_npz
 from ..mesh.mesh import Mesh
 from .cells import CellModelError, Drives
-from .model import (OUTCOME_SOLVER, BoneState, apparent_density, build_model, initial_state,
+from .model import (COMPARTMENTS, OUTCOME_SOLVER, BoneState, apparent_density, build_model, initial_state,
                     markers, physics, regional_vbmd, step)
-from .settings import RemodelSettings, step_schedule
+from .settings import RemodelSettings, calendar
 
-__all__ = ["RemodelResult", "remodel"]
+__all__ = ["RemodelResult", "remodel", "scaled_density"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,11 @@ class _Outputs:
             self._dxa[region] = dxa_scan(self.mesh, region, rotation_deg=rot)
         return self._dxa[region]
 
+    def abmd(self, state: BoneState, phys, region: str) -> float:
+        """DXA-like aBMD of ``region`` in ``state``, g/cm²."""
+        dxa_density = np.asarray(_measures(self.model, phys, state)[1])
+        return self._dxa_scan(region).measure(dxa_density).abmd_g_cm2
+
     def _strength_case(self, name):
         if name not in self._strength:
             from ..fe.model import FEModel
@@ -155,8 +160,10 @@ class _Outputs:
             from ..solve.amg import make_preconditioner
             from ..strength import CASES
 
+            from ..strength.geometry import resolve_node_sets
+
             case = CASES[name]()
-            posed = case.posed(self.mesh)
+            posed = case.posed(resolve_node_sets(self.mesh, case)[0])
             E0 = np.asarray(density_law(self.settings.law).modulus(self.model.rho0))
             pre = make_preconditioner(self.settings.preconditioner, FEModel.from_mesh(posed),
                                       LinearElastic.create(E0, self.settings.nu,
@@ -177,6 +184,9 @@ class _Outputs:
         regions = {}
         for name in self.regions:
             entry = {"vbmd_mg_cm3": vbmd[name]}
+            for comp in COMPARTMENTS:
+                if f"{name}/{comp}" in vbmd:
+                    entry[f"{comp}_vbmd_mg_cm3"] = vbmd[f"{name}/{comp}"]
             if name in REFERENCE_POPULATIONS:
                 a = self._dxa_scan(name).measure(dxa_density).abmd_g_cm2
                 mean, sd, _ = REFERENCE_POPULATIONS[name]
@@ -201,6 +211,10 @@ class _Outputs:
         for name, entry in regions.items():
             key = "abmd_g_cm2" if "abmd_g_cm2" in entry else "vbmd_mg_cm3"
             entry["change_pct"] = 100.0 * (entry[key] / b["regions"][name][key] - 1.0)
+            for comp in COMPARTMENTS:
+                k = f"{comp}_vbmd_mg_cm3"
+                if k in entry:
+                    entry[f"{comp}_change_pct"] = 100.0 * (entry[k] / b["regions"][name][k] - 1.0)
         rec["markers"].update(ctx_rel=ctx / b["markers"]["ctx"],
                               p1np_rel=p1np / b["markers"]["p1np"])
         return rec
@@ -274,8 +288,60 @@ def _rebuilt(pre, model, material, bcs):
     return replace(new, info=pre.info)
 
 
+def scaled_density(rho0, scale: float):
+    """The baseline density scaled uniformly by ``scale``, capped at 95 % of the tissue density
+    of fully mineralised bone (a scaled cortex cannot exceed BV/TV = 1), g/cm³."""
+    from .mineral import tissue_density
+    from .parameters import MINERAL_MARTINEZ_REINA_2019
+
+    cap = 0.95 * float(tissue_density(MINERAL_MARTINEZ_REINA_2019.v_max))
+    return jnp.minimum(rho0 * scale, cap)
+
+
+def _fit_density_scale(replay, out, phys, targets: dict, label: str, tol: float = 1e-3):
+    """The uniform density scale whose replayed bone has the measured aBMD at time 0
+    (fixed-point iteration s ← s · target/model; aBMD is nearly proportional to s).
+
+    Returns:
+        ``(scale, state at time 0)``.
+    """
+    unknown = [r for r in targets if r not in out.regions]
+    if unknown:
+        raise ValueError(f"baseline DXA of {unknown}: the bone has no such region (its regions: "
+                         f"{out.regions}); give femoral_neck/total_hip for a femur, the lumbar "
+                         f"spine (vertebral_body) for a vertebra")
+    scale = 1.0
+    for _ in range(6):
+        state = replay(scale)
+        ratios = np.array([targets[r] / out.abmd(state, phys, r) for r in targets])
+        step = float(np.exp(np.mean(np.log(ratios))))
+        if abs(step - 1.0) < tol:
+            break
+        scale *= step
+    else:
+        state = replay(scale)
+    log.info("%s: density scaled by %.4f for the baseline DXA %s (misfit %s)", label, scale,
+             targets, (ratios / step - 1.0).round(4).tolist())
+    return scale, state
+
+
+def _history_key(table: dict, lf: np.ndarray, day0: int, phys, history_years: float,
+                 baseline_abmd) -> str:
+    """Digest of what a replayed history depends on: its days of inputs, the physics and the
+    measured DXA."""
+    h = hashlib.sha256()
+    for k in sorted(table):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(table[k][:day0]).tobytes())
+    h.update(np.ascontiguousarray(lf[:day0]).tobytes())
+    for leaf in jax.tree_util.tree_leaves(phys):
+        h.update(np.asarray(leaf).tobytes())
+    h.update(repr((float(history_years), sorted((baseline_abmd or {}).items()))).encode())
+    return h.hexdigest()
+
+
 def _fingerprint(mesh: Mesh, table: dict, lf: np.ndarray, settings: RemodelSettings,
-                 years: float) -> str:
+                 years: float, history_years: float, baseline_abmd=None) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(mesh.points).tobytes())
     h.update(np.ascontiguousarray(mesh.cells).tobytes())
@@ -284,7 +350,8 @@ def _fingerprint(mesh: Mesh, table: dict, lf: np.ndarray, settings: RemodelSetti
         h.update(np.ascontiguousarray(table[k]).tobytes())
     h.update(lf.tobytes())
     h.update(json.dumps(settings.describe(), sort_keys=True, default=str).encode())
-    h.update(repr(float(years)).encode())
+    h.update(repr((float(years), float(history_years),
+                   sorted((baseline_abmd or {}).items()))).encode())
     return h.hexdigest()[:16]
 
 
@@ -319,7 +386,8 @@ def _load_checkpoint(path: Path, template: BoneState, fingerprint: str):
 def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = RemodelSettings(),
             label: str = "run", out_dir=None, resume: bool = False, progress=None,
             description: dict | None = None, cache: dict | None = None,
-            refresh: bool = True) -> RemodelResult:
+            refresh: bool = True, history_years: float = 0.0,
+            baseline_abmd: dict | None = None) -> RemodelResult:
     """Remodel a bone for ``years`` under daily hormone/drug inputs, coupled to the FE solution.
 
     Args:
@@ -332,7 +400,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             habitual-force multiplier; optional ``.mineralisation_factor`` (n_days,), whose
             mean over the run scales the secondary mineralisation rate (calcium, vitamin D).
             The start is the homeostasis of neutral drives.
-        years: simulated time, years (a multiple of 1/steps_per_year).
+        years: simulated time from time 0, years (a multiple of 1/steps_per_year).
         settings: :class:`RemodelSettings`.
         label: name of the run (protocol) in outputs and file names.
         out_dir: folder for ``<label>.jsonl`` (one line per output, written as produced) and
@@ -345,6 +413,15 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             reuse the solver set-up (posed models, AMG hierarchies) between them.
         refresh: rebuild the habitual AMG hierarchies at every output (host-side speed-up; the
             answers change only within the CG tolerance).
+        history_years: the patient's history replayed before time 0 (:mod:`.history`), years (a
+            multiple of 1/spinup_steps_per_year): ``inputs`` then start that long before time 0
+            (:func:`~.history.replayed`), the run starts from the steady state there, and the
+            outputs are re-based at time 0.
+        baseline_abmd: measured DXA at time 0, {region: aBMD g/cm²} (regions with a DXA
+            reference, e.g. ``femoral_neck``, ``total_hip``, ``vertebral_body``): the mesh's
+            density field is scaled uniformly (:func:`scaled_density`) before the history is
+            replayed, so that the model's aBMD at time 0 equals them (one region exactly to
+            0.1 %; several by the geometric mean of their ratios, the misfit logged).
 
     Returns:
         :class:`RemodelResult`.
@@ -361,11 +438,11 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         raise TypeError(f"mesh must be a febone Mesh (febone.read_mesh); got {type(mesh).__name__}")
     if not isinstance(settings, RemodelSettings):
         raise TypeError(f"settings must be RemodelSettings; got {type(settings).__name__}")
-    bounds = step_schedule(years, settings.steps_per_year)
-    n_steps, n_days = len(bounds) - 1, int(bounds[-1])
+    bounds, n_hist = calendar(years, settings, history_years)
+    n_steps, day0 = len(bounds) - 1 - n_hist, int(bounds[n_hist])
     every = int(round(settings.output_interval_years * settings.steps_per_year))
     outputs = set(range(every, n_steps + 1, every)) | {n_steps}
-    table, load_factor, mineral_factor = _check_inputs(inputs, n_days)
+    table, load_factor, mineral_factor = _check_inputs(inputs, int(bounds[-1]))
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
     cache = {} if cache is None else cache
@@ -374,56 +451,90 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         cache[key] = {"model": build_model(mesh, settings)}
     shared = cache[key]
     model = shared["model"]
-    phys = physics(settings, float(np.mean(mineral_factor)))
+    phys = physics(settings, float(np.mean(mineral_factor[day0:])))
     out = _Outputs(mesh, model, settings, shared)
     state, ok = _initial_state(model, phys)
     if not bool(ok):
         raise ValueError("the baseline habitual-load solves did not converge or the bone "
                          "does not resist the load; check the node sets of the load cases")
-    out.baseline = out.measure(state, phys, 0.0)
-    fp = _fingerprint(mesh, table, load_factor, settings, years)
+    fp = _fingerprint(mesh, table, load_factor, settings, years, history_years,
+                      baseline_abmd)
+    density_scale = 1.0
+    timing = {"setup_seconds": 0.0, "history_seconds": 0.0, "step_seconds": 0.0,
+              "output_seconds": 0.0}
+
+    def advance(state, k):
+        """Step k of the calendar (history steps first), with the checks of every step."""
+        d0, d1 = int(bounds[k]), int(bounds[k + 1])
+        drives = Drives(**{name: jnp.asarray(v[d0:d1]) for name, v in table.items()})
+        new, info, valid = _step(model, phys, state, drives, jnp.asarray(load_factor[d0:d1]),
+                                 float(d0), n_days=d1 - d0)
+        finite, inside = (bool(v) for v in np.asarray(valid))
+        when = f"day {d1 - day0} (from time 0)"
+        if not finite:
+            raise CellModelError(f"{label}: the cell model produced NaN at {when}; check the "
+                                 f"daily inputs for extreme values")
+        if not inside:
+            raise CellModelError(f"{label}: BV/TV left (0, 1] at {when} (elements resorbed "
+                                 f"completely or overfilled); shorten the run or check the inputs")
+        if not bool(info.ok):
+            raise ConvergenceError(f"{label}: habitual-load FE solve failed at {when} (CG did "
+                                   f"not converge or the bone no longer resists the load)")
+        return new
+
     out_dir = None if out_dir is None else Path(out_dir)
     ckpt = jsonl = None
-    step0, records = 0, [out.baseline]
-    series = {k: [v] for k, v in out.fields(state, phys).items()}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt, jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
-        if resume and ckpt.exists():
-            state, step0, records, series, out.strength_warm = _load_checkpoint(ckpt, state, fp)
-            if refresh:                              # as the uninterrupted run did there
-                model = refresh_preconditioners(model, state, phys, settings)
-            log.info("%s: resuming at step %d of %d", label, step0, n_steps)
-        elif resume:
+    step0 = 0
+    if resume and ckpt.exists():
+        state, step0, records, series, out.strength_warm = _load_checkpoint(ckpt, state, fp)
+        out.baseline = records[0]
+        if refresh:                              # as the uninterrupted run did there
+            model = refresh_preconditioners(model, state, phys, settings)
+        log.info("%s: resuming at step %d of %d", label, step0, n_steps)
+    else:
+        if resume:
             log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
+        t_hist = time.perf_counter()
+        if n_hist:
+            log.info("%s: replaying %.2f years of history before time 0", label, history_years)
+
+        def replay(scale):
+            s0, _ = _initial_state(model, phys, scaled_density(model.rho0, scale))
+            for k in range(n_hist):
+                s0 = advance(s0, k)
+            return s0
+
+        # arms of one patient share their history (same days, drives, physics): replay it once
+        hkey = _history_key(table, load_factor, day0, phys, history_years, baseline_abmd)
+        replays = shared.setdefault("history", {})
+        if hkey in replays:
+            density_scale, state = replays[hkey]
+        elif baseline_abmd:
+            density_scale, state = _fit_density_scale(replay, out, phys, baseline_abmd, label)
+        else:
+            state = replay(1.0)
+        replays[hkey] = (density_scale, state)
+        timing["history_seconds"] = time.perf_counter() - t_hist
+        out.baseline = out.measure(state, phys, 0.0)
+        records = [out.baseline]
+        series = {k: [v] for k, v in out.fields(state, phys).items()}
+    if jsonl is not None:
         atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
-    timing = {"setup_seconds": time.perf_counter() - start, "step_seconds": 0.0,
-              "output_seconds": 0.0}
+    timing["setup_seconds"] = time.perf_counter() - start - timing["history_seconds"]
     for k in range(step0, n_steps):
-        d0, d1 = int(bounds[k]), int(bounds[k + 1])
         t_step = time.perf_counter()
-        drives = Drives(**{name: jnp.asarray(v[d0:d1]) for name, v in table.items()})
-        state_new, info, valid = _step(model, phys, state, drives,
-                                       jnp.asarray(load_factor[d0:d1]), float(d0),
-                                       n_days=d1 - d0)
-        finite, inside = (bool(v) for v in np.asarray(valid))
-        if not finite:
-            raise CellModelError(f"{label}: the cell model produced NaN at day {d1}; check the "
-                                 f"daily inputs for extreme values")
-        if not inside:
-            raise CellModelError(f"{label}: BV/TV left (0, 1] at day {d1} (elements resorbed "
-                                 f"completely or overfilled); shorten the run or check the inputs")
-        if not bool(info.ok):
-            raise ConvergenceError(f"{label}: habitual-load FE solve failed at day {d1} (CG did "
-                                   f"not converge or the bone no longer resists the load)")
-        state = state_new
+        state = advance(state, n_hist + k)
         t_out = time.perf_counter()
         timing["step_seconds"] += t_out - t_step
         rec = None
         if k + 1 in outputs:
             if refresh:
                 model = refresh_preconditioners(model, state, phys, settings)
-            rec = out.measure(state, phys, (k + 1) / settings.steps_per_year, d1)
+            rec = out.measure(state, phys, (k + 1) / settings.steps_per_year,
+                              int(bounds[n_hist + k + 1]) - day0)
             records.append(rec)
             for name, v in out.fields(state, phys).items():
                 series[name].append(v)
@@ -434,8 +545,12 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             timing["output_seconds"] += time.perf_counter() - t_out
         if progress is not None:
             progress(k + 1, n_steps, rec)
-    timing["steps"], timing["days"] = n_steps - step0, int(bounds[-1] - bounds[step0])
-    desc = {"label": label, "years": years, "fingerprint": fp, "settings": settings.describe(),
+    timing["steps"] = n_steps - step0
+    timing["days"] = int(bounds[-1] - bounds[n_hist + step0])
+    desc = {"label": label, "years": years, "history_years": history_years,
+            "baseline_abmd": dict(baseline_abmd or {}), "density_scale": density_scale,
+            "fingerprint": fp,
+            "settings": settings.describe(),
             "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
             **(description or {})}
     return RemodelResult(label, records, *(np.asarray(series[k]) for k in

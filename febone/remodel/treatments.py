@@ -163,7 +163,9 @@ class Treatment:
             fraction for exercise; see the module docstring).
         unit: one of the drug's ``accepted_units``.
         interval_days: days between administrations (1 daily, 7 weekly, 3.5 twice weekly, 183).
-        start_years: start, years from the scenario start (first administration then).
+        start_years: start, years from the scenario start (first administration then); negative
+            for a treatment before time 0, replayed with the patient's history
+            (:mod:`febone.remodel.history`).
         stop_years: end, years from the scenario start (no administration from then on), or None
             for until the end of the scenario.
     """
@@ -219,9 +221,10 @@ class Treatment:
         if _bad_number(interval) or not (math.isfinite(interval) and interval > 0):
             raise ValueError(f"{drug}: interval_days must be a positive number of days; got "
                              f"{interval!r}")
-        if _bad_number(start_years) or not (math.isfinite(start_years) and start_years >= 0):
-            raise ValueError(f"{drug}: start_years must be ≥ 0 (years from the scenario start); "
-                             f"got {start_years!r}")
+        if _bad_number(start_years) or not math.isfinite(start_years):
+            raise ValueError(f"{drug}: start_years must be a number of years from the scenario "
+                             f"start (negative: a past treatment, replayed with the patient's "
+                             f"history); got {start_years!r}")
         if stop_years is not None:
             if _bad_number(stop_years) or not math.isfinite(stop_years):
                 raise ValueError(f"{drug}: stop_years must be a number of years or None; got "

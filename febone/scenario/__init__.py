@@ -8,11 +8,12 @@
 """
 from .model import BoneSpec, LoadCaseSpec, Scenario, StrengthSpec
 from .parse import build_scenario, load_scenario
-from .builders import combine, default_study, protocol, study, with_duration
+from .builders import combine, default_study, protocol, study, with_duration, with_spinup
 from .protocols import DEFAULT_STUDY, PROTOCOLS, Protocol
 from .units import ScenarioError, parse_duration_years, parse_interval_days
 
 __all__ = ["load_scenario", "build_scenario", "Scenario", "BoneSpec", "LoadCaseSpec",
            "StrengthSpec", "ScenarioError", "PROTOCOLS", "Protocol", "protocol", "combine",
-           "study", "default_study", "with_duration", "DEFAULT_STUDY", "parse_duration_years",
+           "study", "default_study", "with_duration", "with_spinup", "DEFAULT_STUDY",
+           "parse_duration_years",
            "parse_interval_days"]

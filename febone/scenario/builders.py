@@ -64,3 +64,11 @@ def with_duration(scenario: Scenario, years) -> Scenario:
     doc = json.loads(scenario.document)
     doc.setdefault("simulation", {})["duration"] = years
     return build_scenario(doc, source=scenario.source)
+
+
+def with_spinup(scenario: Scenario, years) -> Scenario:
+    """The same scenario with ``years`` of the patient's history replayed before time 0
+    (number of years or ``"5 years"``; 0 = start from a young adult's homeostasis), re-validated."""
+    doc = json.loads(scenario.document)
+    doc.setdefault("simulation", {})["spinup"] = years
+    return build_scenario(doc, source=scenario.source)

@@ -29,12 +29,16 @@ class BoneSpec:
         density_field: cell data with the apparent density, g/cm³.
         law: density→modulus law (``febone.material.laws.density_law`` name or ``"power:A,B"``).
         nu: Poisson's ratio.
+        baseline_abmd: measured DXA at time 0, ((region, aBMD g/cm²), ...): the bone's
+            density is scaled so that the model's aBMD at time 0 equals them
+            (:func:`febone.remodel.remodel`'s ``baseline_abmd``).
     """
 
     mesh: str = "femur_coarse_hex8"
     density_field: str = "density_g_cm3"
     law: str = "morgan-femoral-neck"
     nu: float = 0.3
+    baseline_abmd: tuple = ()
 
     @property
     def bundled(self) -> bool:
@@ -111,6 +115,8 @@ class Scenario:
         duration_years: length of the run, years.
         output_interval_years: time between outputs, years.
         mechanical_step_days: days between FE updates of the stimulus (whole days).
+        spinup_years: the patient's history replayed before time 0, years, or None for the
+            automatic length (:func:`febone.remodel.history.spinup_years`; 0 = none).
         protocols: names of the protocols the scenario was built from.
         arms: scenarios to compare (one per ``simulation.compare`` entry, then one per
             ``[[arms]]`` block: the file's shared tables plus the arm's own treatments, patient
@@ -133,6 +139,7 @@ class Scenario:
     mechanical_step_days: int
     protocols: tuple = ()
     arms: tuple = ()
+    spinup_years: float | None = None
     source: str = field(default="", compare=False)
     document: str = field(default="{}", compare=False, repr=False)
     source_text: str | None = field(default=None, compare=False, repr=False)
@@ -173,6 +180,7 @@ class Scenario:
             "duration_years": self.duration_years,
             "output_interval_years": self.output_interval_years,
             "mechanical_step_days": self.mechanical_step_days,
+            "spinup_years": self.spinup_years,
             "arms": [a._resolved() for a in self.arms],
         }
 

@@ -48,14 +48,16 @@ KEYS = {
     "": ("name", "description", "protocols", "patient", "bone", "load_cases", "strength",
          "treatments", "lifestyle", "simulation", "arms", "validation"),
     "patient": tuple(PATIENT_KEYS),
-    "bone": ("mesh", "density_field", "law", "nu"),
+    "bone": ("mesh", "density_field", "law", "nu") + tuple(
+        f"{site}_{kind}" for site in ("femoral_neck", "total_hip", "lumbar_spine")
+        for kind in ("abmd", "t_score")),
     "load_cases": ("case", "name", "weight", "magnitude"),
     "strength": ("cases", "methods"),
     "treatments": _TREATMENT_KEYS,
     "lifestyle": ("exercise", "calcium", "vitamin_d"),
     "lifestyle.exercise": _EXERCISE_KEYS,
     "lifestyle.supplement": _SUPPLEMENT_KEYS,
-    "simulation": ("duration", "output_interval", "mechanical_step", "compare"),
+    "simulation": ("duration", "output_interval", "mechanical_step", "compare", "spinup"),
     "arms": ("name", "description", "protocols", "patient", "treatments", "lifestyle"),
 }
 
@@ -408,7 +410,51 @@ def _bone(doc: dict, ctx: _Ctx, base_dir: Path) -> tuple[BoneSpec, str | None]:
     if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not 0.0 < nu < 0.5:
         raise ctx.err("bone.nu", f"Poisson's ratio must be a number in (0, 0.5); got {nu!r}")
     field = _str(t.get("density_field", DEFAULTS["bone.density_field"]), ctx, "bone.density_field")
-    return BoneSpec(mesh, field, law, float(nu)), kind
+    return BoneSpec(mesh, field, law, float(nu), _baseline_dxa(t, ctx, kind)), kind
+
+
+#: DXA sites of ``[bone] <site>_abmd`` / ``<site>_t_score`` → the mesh region scanned.
+_DXA_SITES = {"femoral_neck": "femoral_neck", "total_hip": "total_hip",
+              "lumbar_spine": "vertebral_body"}
+
+
+def _baseline_dxa(t: dict, ctx: _Ctx, kind: str | None) -> tuple:
+    """``[bone] femoral_neck_abmd = 0.70`` (g/cm²) or ``femoral_neck_t_score = -2.5`` (and
+    total_hip, lumbar_spine) → ((region, aBMD g/cm²), ...)."""
+    from ..bones.densitometry import REFERENCE_POPULATIONS
+
+    out = {}
+    for site, region in _DXA_SITES.items():
+        for key in (f"{site}_abmd", f"{site}_t_score"):
+            if key not in t:
+                continue
+            v = t[key]
+            if isinstance(v, str):
+                v = v.replace("g/cm²", "").replace("g/cm2", "").strip()
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ctx.err(f"bone.{key}", f"give a number (aBMD in g/cm², or a T-score); "
+                                                f"got {t[key]!r}") from None
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ctx.err(f"bone.{key}", f"must be a number; got {t[key]!r}")
+            if region in out:
+                raise ctx.err(f"bone.{key}", f"give {site}_abmd or {site}_t_score, not both")
+            if key.endswith("_t_score"):
+                if not -6.0 <= v <= 4.0:
+                    raise ctx.err(f"bone.{key}", f"a T-score in [-6, 4]; got {v:g}")
+                mean, sd, _ = REFERENCE_POPULATIONS[region]
+                v = mean + v * sd
+            elif not 0.2 <= v <= 2.0:
+                raise ctx.err(f"bone.{key}", f"an aBMD in [0.2, 2.0] g/cm²; got {v:g} (a T-score "
+                                             f"goes in {site}_t_score)")
+            out[region] = float(v)
+    want = {"femur": ("femoral_neck", "total_hip"), "vertebra": ("vertebral_body",)}.get(kind)
+    wrong = [r for r in out if want is not None and r not in want]
+    if wrong:
+        raise ctx.err("bone", f"baseline DXA of {wrong} does not fit a {kind} mesh; give "
+                              f"{' or '.join(s for s, r in _DXA_SITES.items() if r in want)}")
+    return tuple(sorted(out.items()))
 
 
 def _load_cases(doc: dict, ctx: _Ctx, kind: str | None, body_weight_N: float) -> tuple:
@@ -535,6 +581,19 @@ def _simulation(doc: dict, ctx: _Ctx, default_years: float) -> tuple[float, floa
     return years, out, step
 
 
+def _spinup(doc: dict, ctx: _Ctx) -> float | None:
+    """``[simulation] spinup``: years of the patient's history replayed before time 0 (None:
+    automatic, febone.remodel.history)."""
+    t = doc.get("simulation", {})
+    if not isinstance(t, dict) or "spinup" not in t:
+        return None
+    spin = _years(t["spinup"], ctx, "simulation.spinup")
+    if not 0 <= spin <= 80:
+        raise ctx.err("simulation.spinup", f"must be in [0, 80] years (0 = start from a young "
+                                           f"adult's homeostasis); got {spin:g} years")
+    return spin
+
+
 def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
                allowed=_TREATMENT_KEYS, rename=None) -> Treatment:
     """One [[treatments]] table (or a lifestyle item turned into one) -> Treatment."""
@@ -594,8 +653,10 @@ def _treatment(t: dict, ctx: _Ctx, key: str, patient: Patient, years: float, *,
                           f"the scenario starts (age {patient.age_years:g}, final period at "
                           f"{patient.menopause_age_years:g}); use start, or a younger patient")
         start = max(start, 0.0)
-    if start < 0:
-        raise ctx.err(k("start"), f"must be ≥ 0 (years from the scenario start); got {start:g}")
+    if start < 0 and not start >= -patient.age_years + 10:
+        raise ctx.err(k("start"), f"a past treatment (negative start: years before the scenario "
+                                  f"starts) must start after age 10; got {start:g} years at age "
+                                  f"{patient.age_years:g}")
     if start >= years - 1e-9:
         raise ctx.err(k("start"), f"{drug} starts at {_yrs(start)}, when the run "
                                   f"({_yrs(years)}) is over; start it earlier or run longer "
@@ -835,5 +896,6 @@ def _build(doc: dict, ctx: _Ctx, base_dir: Path, *, treatment_keys=None) -> Scen
                     load_cases=load_cases, strength=strength, treatments=treatments,
                     duration_years=years, output_interval_years=out_years,
                     mechanical_step_days=step, protocols=tuple(names), arms=tuple(arms),
+                    spinup_years=_spinup(doc, ctx),
                     source=ctx.source, document=json.dumps(doc, ensure_ascii=False),
                     source_text=ctx.text)

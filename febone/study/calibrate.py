@@ -76,7 +76,7 @@ def trajectory(study: Study, params: dict, region: str, times_years):
         raise ValueError(f"unknown region {region!r}; the study has {list(study.regions)}")
     out = forward(study, params)
     i = study.regions.index(region)
-    t = jnp.asarray(study.days, out.bmd_trajectory.dtype) / 365.25
+    t = jnp.asarray(study.output_days, out.bmd_trajectory.dtype) / 365.25
     y = jnp.concatenate([jnp.zeros(1, out.bmd_trajectory.dtype), out.bmd_trajectory[:, i]])
     return jnp.interp(jnp.asarray(times_years, y.dtype), t, y)
 

@@ -6,6 +6,8 @@
 ``jax.jvp`` (with ``StudySettings(relay_adjoints=False)``) apply to a whole run:
 
     parameters ─> daily_table ─> initial_state (implicit derivative of the steady start)
+              ─> lax.scan over the replayed history before time 0 (quarterly steps,
+                 :mod:`febone.remodel.history`; blocks of ⌈√n⌉ checkpointed steps)
               ─> lax.scan over the mechanical steps of step_schedule (the days ``febone run``
                  steps on; a ``lax.switch`` over the step lengths, 30 and 31 days for monthly):
                      step: cell model over the step's days ─> moduli ─> habitual solves
@@ -42,8 +44,8 @@ from ..remodel.model import (CellIntegration, RemodelModel, build_model, daily_t
                              initial_state, moduli, physics, regional_vbmd, step,
                              strength_response)
 from ..remodel.patient import Patient
-from ..remodel.settings import (DAYS_PER_YEAR, STUDY_DIFFERENCES, RemodelSettings,
-                                step_schedule)
+from ..remodel.history import replayed, spinup_years
+from ..remodel.settings import DAYS_PER_YEAR, STUDY_DIFFERENCES, RemodelSettings, calendar
 from ..remodel.treatments import Treatment
 
 __all__ = ["StudySettings", "Study", "Outcomes", "build_study", "forward", "OUTCOMES"]
@@ -120,7 +122,10 @@ class Study:
         strength: the strength case posed on the bone (:class:`~febone.remodel.mechanics.PosedCase`).
         patient: :class:`Patient` at the start; treatments: tuple of :class:`Treatment`.
         coupling: :class:`CouplingParameters`.
-        days: day boundaries of the mechanical steps (static; :func:`step_schedule`).
+        days: day boundaries of the mechanical steps from the start of the replayed history
+            (static; :func:`~febone.remodel.settings.calendar`).
+        history_steps: how many of the steps replay the patient's history before time 0
+            (static); history_years: its length, years (static; :mod:`febone.remodel.history`).
         settings: :class:`StudySettings` (static).
     """
 
@@ -130,17 +135,25 @@ class Study:
     treatments: tuple
     coupling: CouplingParameters
     days: tuple = field(metadata=dict(static=True))
+    history_steps: int = field(metadata=dict(static=True))
+    history_years: float = field(metadata=dict(static=True))
     settings: StudySettings = field(metadata=dict(static=True))
 
     @property
     def n_steps(self) -> int:
-        """Mechanical steps."""
-        return len(self.days) - 1
+        """Mechanical steps from time 0 (the replayed history not counted)."""
+        return len(self.days) - 1 - self.history_steps
 
     @property
     def n_days(self) -> int:
-        """Simulated days."""
-        return self.days[-1]
+        """Simulated days from time 0."""
+        return self.days[-1] - self.days[self.history_steps]
+
+    @property
+    def output_days(self) -> tuple:
+        """Days from time 0 of the start and of every step's end, (n_steps + 1,)."""
+        d0 = self.days[self.history_steps]
+        return tuple(d - d0 for d in self.days[self.history_steps:])
 
     @property
     def years(self) -> float:
@@ -209,7 +222,8 @@ for _cls in (Study, Outcomes):
 
 def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
                 settings: StudySettings = StudySettings(),
-                coupling: CouplingParameters = FE_COUPLING) -> Study:
+                coupling: CouplingParameters = FE_COUPLING,
+                history_years: float | None = None) -> Study:
     """Host-side set-up (once): the remodelling model of the bone and its strength case.
 
     Args:
@@ -222,6 +236,8 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
             (``settings.remodel.steps_per_year``), the calendar of ``febone run``.
         settings: :class:`StudySettings`.
         coupling: :class:`CouplingParameters`.
+        history_years: the patient's history replayed before time 0, years (default
+            :func:`febone.remodel.history.spinup_years`, as ``febone run``; 0 = none).
 
     Raises:
         TypeError / ValueError: bad inputs (messages name the problem and the fix).
@@ -246,7 +262,11 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
                          f"{sorted(CASES)}")
     s = settings.remodel
     n_steps = max(1, int(round(years * s.steps_per_year)))
-    days = tuple(int(d) for d in step_schedule(n_steps / s.steps_per_year, s.steps_per_year))
+    quantum = 1.0 / s.spinup_steps_per_year
+    history = (spinup_years(patient, treatments, quantum=quantum) if history_years is None
+               else float(round(history_years / quantum) * quantum))
+    bounds, n_hist = calendar(n_steps / s.steps_per_year, s, history)
+    days = tuple(int(d) for d in bounds)
     integration = CellIntegration(rtol=s.cell_rtol, dt=settings.cell_dt,
                                   method=settings.cell_method,
                                   checkpoint=settings.cell_checkpoint)
@@ -256,9 +276,10 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
     E0 = np.asarray(physics(s).law.modulus(model.rho0))
     strength = pose_case(mesh, CASES[settings.strength_case](), E0, nu=s.nu,
                          preconditioner=s.preconditioner)
-    log.info("study: %d elements, %d steps (%d days, %.2f years)", mesh.n_elements, n_steps,
-             days[-1], days[-1] / DAYS_PER_YEAR)
-    return Study(model, strength, patient, treatments, coupling, days, settings)
+    log.info("study: %d elements, %d steps (%d days, %.2f years) after %.2f years of history",
+             mesh.n_elements, n_steps, days[-1] - days[n_hist],
+             (days[-1] - days[n_hist]) / DAYS_PER_YEAR, history)
+    return Study(model, strength, patient, treatments, coupling, days, n_hist, history, settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,81 +327,96 @@ def forward(study: Study, params: dict | None = None) -> Outcomes:
     r = apply(study, params or {})
     st, model = study.settings, study.model
     bounds = np.asarray(study.days)
-    n_steps, n_days = study.n_steps, int(bounds[-1])
+    n_hist, n_days = study.history_steps, int(bounds[-1])
     dtype = r.rho0.dtype
-    inputs = daily_table(r.patient, r.treatments, r.coupling, n_days, dtype=dtype)
-    phys = physics(st.remodel, jnp.mean(inputs.mineralisation_factor), law=r.law,
+    inputs = daily_table(*replayed(r.patient, r.treatments, study.history_years), r.coupling,
+                         n_days, dtype=dtype)
+    day0 = int(bounds[n_hist])
+    phys = physics(st.remodel, jnp.mean(inputs.mineralisation_factor[day0:]), law=r.law,
                    cell=r.cell_params, mineral=r.mineral_params)
     state0, ok0 = initial_state(model, phys, r.rho0)
-    load0, pistoia0, k0, ok_s0 = _strength_outcome(study, moduli(state0, phys), phys.nu)
-    vbmd0 = regional_vbmd(model, state0, phys.mineral)
-    vol = model.volumes
-    f_mean0 = jnp.sum(vol * state0.cells.f_bm) / jnp.sum(vol)
-
-    # the step's daily inputs, padded to the longest step: (n_steps, longest)
-    lengths = np.diff(bounds)
-    kinds = tuple(sorted(set(int(n) for n in lengths)))
-    longest = kinds[-1]
-    day_index = np.minimum(bounds[:-1, None] + np.arange(longest)[None, :], n_days - 1)
-    tables = jax.tree_util.tree_map(lambda a: a[day_index], inputs.drives)
-    lf = inputs.load_factor[day_index]
-    kind = np.searchsorted(kinds, lengths)
     relay_on = st.relay_adjoints
 
-    def one_step(state, relay, dtab, lf_k, t0, n):
-        return step(model, phys, state, dtab, lf_k, t0, n_days=n, relay=relay if relay_on else None)
+    def segment(carry, lo, hi, emit, block_steps):
+        """Steps lo..hi−1 of the calendar under ``lax.scan`` (checkpointed, in blocks of
+        ``block_steps``, padded); ``emit(carry) -> (carry, outputs)`` after each step."""
+        n = hi - lo
+        b = bounds[lo:hi + 1]
+        lengths = np.diff(b)
+        kinds = tuple(sorted(set(int(x) for x in lengths)))
+        day_index = np.minimum(b[:-1, None] + np.arange(kinds[-1])[None, :], n_days - 1)
+        tables = jax.tree_util.tree_map(lambda a: a[day_index], inputs.drives)
+        lf = inputs.load_factor[day_index]
 
-    def mech_step(carry, x):
-        state, relay, u_s, ok = carry
-        dtab, lf_k, t0, b = x
-        branches = [lambda s, r_, d, l, t, n=n: one_step(s, r_, d, l, t, n) for n in kinds]
-        if len(branches) == 1:
-            new, info, relay_new = branches[0](state, relay, dtab, lf_k, t0)
-        else:
-            new, info, relay_new = jax.lax.switch(b, branches, state, relay, dtab, lf_k, t0)
-        relay = relay_new if relay_on else relay
+        def mech_step(carry, x):
+            state, relay, u_s, ok = carry
+            dtab, lf_k, t0, kind = x
+            branches = [lambda s_, r_, d, l, t, n=n: step(model, phys, s_, d, l, t, n_days=n,
+                                                            relay=r_ if relay_on else None)
+                        for n in kinds]
+            if len(branches) == 1:
+                new, info, relay_new = branches[0](state, relay, dtab, lf_k, t0)
+            else:
+                new, info, relay_new = jax.lax.switch(kind, branches, state, relay, dtab, lf_k,
+                                                      t0)
+            relay = relay_new if relay_on else relay
+            return emit((new, relay, u_s, ok & info.ok))
+
+        step_ckpt = jax.checkpoint(mech_step, policy=_save_solves) if st.checkpoint else mech_step
+        block = _block_size(n, block_steps)
+        n_blocks = -(-n // block)
+        pad = n_blocks * block - n
+
+        def padded(a):
+            a = jnp.asarray(a)
+            if pad == 0:
+                return a
+            return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (pad,) + a.shape[1:])])
+
+        xs = (tables, lf, jnp.asarray(b[:-1], dtype),
+              jnp.asarray(np.searchsorted(kinds, lengths), jnp.int32))
+        xs = jax.tree_util.tree_map(
+            lambda a: padded(a).reshape((n_blocks, block) + jnp.shape(a)[1:]), xs)
+        active = jnp.arange(n_blocks * block).reshape(n_blocks, block) < n
+
+        def guarded(carry, x):
+            x, live = x
+            if pad == 0:
+                return step_ckpt(carry, x)
+            idle = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(step_ckpt, carry, x)[1])
+            return jax.lax.cond(live, step_ckpt, lambda c, _: (c, idle), carry, x)
+
+        def block_fn(carry, xb):
+            return jax.lax.scan(guarded, carry, xb)
+
+        if st.checkpoint and block > 1:
+            block_fn = jax.checkpoint(block_fn)
+        carry, out = jax.lax.scan(block_fn, carry, (xs, active))
+        return carry, jax.tree_util.tree_map(
+            lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:n], out)
+
+    relay0 = tuple(jnp.zeros_like(a) for a in state0.u)
+    u_s0 = jnp.zeros((study.strength.model.n_nodes, 3), dtype)
+    carry = (state0, relay0, u_s0, ok0)
+    if n_hist:                                  # the patient's history before time 0
+        # blocks of ⌈√n⌉ steps: a long history costs ~2√n carries of reverse-mode memory
+        carry, _ = segment(carry, 0, n_hist, lambda c: (c, ()), None)
+    state_t0 = carry[0]
+    load0, pistoia0, k0, ok_s0 = _strength_outcome(study, moduli(state_t0, phys), phys.nu)
+    vbmd0 = regional_vbmd(model, state_t0, phys.mineral)
+    vol = model.volumes
+    f_mean0 = jnp.sum(vol * state_t0.cells.f_bm) / jnp.sum(vol)
+
+    def outputs(c):
+        new, relay, u_s, ok = c
         out = (100.0 * (regional_vbmd(model, new, phys.mineral) / vbmd0 - 1.0),)
         if st.stiffness_trajectory:
             k, _, u_s, ok_k = strength_response(study.strength, moduli(new, phys), phys.nu, u_s)
             ok, out = ok & ok_k, out + (k,)
-        return (new, relay, u_s, ok & info.ok), out
+        return (new, relay, u_s, ok), out
 
-    step_ckpt = jax.checkpoint(mech_step, policy=_save_solves) if st.checkpoint else mech_step
-    block = _block_size(n_steps, st.block)
-    n_blocks = -(-n_steps // block)
-    pad = n_blocks * block - n_steps
-
-    def padded(a):
-        a = jnp.asarray(a)
-        if pad == 0:
-            return a
-        return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (pad,) + a.shape[1:])])
-
-    xs = (tables, lf, jnp.asarray(bounds[:-1], dtype), jnp.asarray(kind, jnp.int32))
-    xs = jax.tree_util.tree_map(padded, xs)
-    xs = jax.tree_util.tree_map(lambda a: a.reshape((n_blocks, block) + a.shape[1:]), xs)
-    active = jnp.arange(n_blocks * block).reshape(n_blocks, block) < n_steps
-
-    def guarded(carry, x):
-        x, live = x
-        if pad == 0:
-            return step_ckpt(carry, x)
-        idle = (jnp.zeros(vbmd0.shape, dtype),) + ((jnp.zeros((), dtype),)
-                                                   if st.stiffness_trajectory else ())
-        return jax.lax.cond(live, step_ckpt, lambda c, _: (c, idle), carry, x)
-
-    def block_fn(carry, xb):
-        return jax.lax.scan(guarded, carry, xb)
-
-    if st.checkpoint and block > 1:
-        block_fn = jax.checkpoint(block_fn)
-
-    relay0 = tuple(jnp.zeros_like(a) for a in state0.u)
-    u_s0 = jnp.zeros((study.strength.model.n_nodes, 3), dtype)
-    carry0 = (state0, relay0, u_s0, ok0 & ok_s0)
-    (state, _, _, ok), traj = jax.lax.scan(block_fn, carry0, (xs, active))
-    traj = jax.tree_util.tree_map(lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:n_steps],
-                                  traj)
+    carry = carry[:3] + (carry[3] & ok_s0,)
+    (state, _, _, ok), traj = segment(carry, n_hist, len(bounds) - 1, outputs, st.block)
     bmd = traj[0]
     stiffness_traj = traj[1] if st.stiffness_trajectory else None
     load, pistoia, k, ok_s = _strength_outcome(study, moduli(state, phys), phys.nu)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..remodel.mechanics import HabitualLoad
+from ..mesh.io import read_mesh
+from ..remodel.runner import arm_history_years
+from ..remodel.simulation import scaled_density
 from ..remodel.settings import STUDY_DIFFERENCES, RemodelSettings, settings_for
 from .model import StudySettings, build_study
 
@@ -21,7 +24,7 @@ DEFAULT_YEARS = 1.0
 
 def study_from_scenario(scenario, *, years: float | None = None, step_days: int | None = None,
                         strength_case: str | None = None, preconditioner: str = "auto",
-                        treatments=None, **settings):
+                        treatments=None, history_years: float | None = None, **settings):
     """Build the study of a scenario (one arm): the bone, habitual loading, patient, treatments,
     duration and mechanical steps of the scenario, translated into settings exactly as
     ``febone run`` translates them (:func:`febone.remodel.settings.settings_for`), with the
@@ -36,9 +39,10 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
             scenario's strength cases have it, else their first).
         preconditioner: CG preconditioner (``auto``/``amg``/``jacobi``).
         treatments: override of the scenario's treatments (e.g. ``()`` for the untreated arm).
+        history_years: override of the replayed history, years (default the scenario's
+            ``spinup``, else :func:`febone.remodel.history.spinup_years`, as ``febone run``).
         settings: further :class:`StudySettings` fields.
     """
-    from ..mesh.io import read_mesh
     from ..scenario import Scenario
 
     if not isinstance(scenario, Scenario):
@@ -47,6 +51,8 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
     if scenario.arms:
         raise ValueError(f"scenario {scenario.name!r} compares {len(scenario.arms)} arms; a "
                          f"sensitivity study needs one: run it per arm (scenario.arms[i])")
+    if history_years is not None:
+        scenario = replace(scenario, spinup_years=float(history_years))
     if step_days is not None:
         if not (isinstance(step_days, int) and step_days >= 1):
             raise ValueError(f"step_days must be a positive whole number of days; got "
@@ -61,8 +67,35 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
                       **{k: v for k, (v, _) in STUDY_DIFFERENCES.items()})
     st = StudySettings(remodel=rs, strength_case=strength_case, **settings)
     tr = scenario.treatments if treatments is None else tuple(treatments)
-    return build_study(read_mesh(scenario.bone.path()), scenario.patient, tr,
-                       years=years or scenario.duration_years, settings=st)
+    history = arm_history_years(replace(scenario, treatments=tr), rs)
+    study = build_study(read_mesh(scenario.bone.path()), scenario.patient, tr,
+                        years=years or scenario.duration_years, settings=st,
+                        history_years=history)
+    if scenario.bone.baseline_abmd:
+        scale = starting_density_scale(replace(scenario, treatments=tr), rs, history)
+        study = replace(study, model=replace(study.model,
+                                             rho0=scaled_density(study.model.rho0, scale)))
+    return study
+
+
+def starting_density_scale(scenario, settings, history_years: float) -> float:
+    """The uniform density scale that gives the scenario's measured baseline DXA at time 0 after
+    its replayed history, found exactly as ``febone run`` finds it (its host driver, one
+    mechanical step after time 0)."""
+    from ..remodel.coupling import FE_COUPLING
+    from ..remodel.history import replayed
+    from ..remodel.model import daily_table
+    from ..remodel.settings import calendar
+    from ..remodel.simulation import remodel
+
+    one_step = 1.0 / settings.steps_per_year
+    n_days = int(calendar(one_step, settings, history_years)[0][-1])
+    inputs = daily_table(*replayed(scenario.patient, scenario.treatments, history_years),
+                         FE_COUPLING, n_days)
+    probe = remodel(read_mesh(scenario.bone.path()), inputs, years=one_step,
+                    settings=replace(settings, strength_cases=(), output_interval_years=one_step),
+                    history_years=history_years, baseline_abmd=dict(scenario.bone.baseline_abmd))
+    return probe.description["density_scale"]
 
 
 def default_sensitivity_study(*, years: float = DEFAULT_YEARS, **kw):
@@ -74,10 +107,11 @@ def default_sensitivity_study(*, years: float = DEFAULT_YEARS, **kw):
 
 
 def specimen_study(patient, treatments=(), *, years: float, shape=(2, 2, 3), seed: int = 7,
-                   **settings):
+                   history_years: float | None = 0.0, **settings):
     """A small study for examples and tests: a 10 × 10 × 5·nz mm trabecular specimen (hex8,
     density 0.3–0.5 g/cm³ at random, Morgan vertebral law) under habitual uniaxial compression
-    of 0.5 body weights, fracture load in compression, Jacobi-preconditioned solves."""
+    of 0.5 body weights, fracture load in compression, Jacobi-preconditioned solves; no replayed
+    history unless ``history_years`` (None: the patient's, :mod:`febone.remodel.history`)."""
     import numpy as np
     from ..mesh.structured import box_mesh
 
@@ -88,4 +122,5 @@ def specimen_study(patient, treatments=(), *, years: float, shape=(2, 2, 3), see
                          preconditioner="jacobi", law="morgan-vertebra",
                          **{k: v for k, (v, _) in STUDY_DIFFERENCES.items()})
     st = StudySettings(remodel=rs, strength_case="compression", **settings)
-    return build_study(mesh, patient, treatments, years=years, settings=st)
+    return build_study(mesh, patient, treatments, years=years, settings=st,
+                       history_years=history_years)

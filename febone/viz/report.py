@@ -40,7 +40,8 @@ def results_rows(run) -> tuple[list[str], list[list[str]], list[str], list[list[
     """
     protocols = protocols_of(run)
     bmd_h = ["protocol", "region", "aBMD start (g/cm²)", "aBMD end (g/cm²)", "T start", "T end",
-             "change end (%)", "vBMD end (mg/cm³)"]
+             "change end (%)", "vBMD end (mg/cm³)", "cortical vBMD change (%)",
+             "trabecular vBMD change (%)"]
     mech_h = ["protocol", "quantity", "start", "end", "change (%)"]
     bmd, mech = [], []
     for pname, res in protocols.items():
@@ -51,8 +52,11 @@ def results_rows(run) -> tuple[list[str], list[list[str]], list[str], list[list[
             s0, s1 = _first_last(r.get("t_score"))
             _, c1 = _first_last(r.get("change_pct"))
             _, v1 = _first_last(r.get("vbmd_mg_cm3"))
+            _, cc1 = _first_last(r.get("cortical_change_pct"))
+            _, tc1 = _first_last(r.get("trabecular_change_pct"))
             bmd.append([pname, rname, _fmt(a0, ".3f"), _fmt(a1, ".3f"), _fmt(s0, "+.2f"),
-                        _fmt(s1, "+.2f"), _fmt(c1, "+.1f"), _fmt(v1, ".0f")])
+                        _fmt(s1, "+.2f"), _fmt(c1, "+.1f"), _fmt(v1, ".0f"), _fmt(cc1, "+.1f"),
+                        _fmt(tc1, "+.1f")])
         for key, unit in (("stiffness_N_per_mm", "N/mm"), ("fracture_load_N", "N")):
             what = "stiffness" if key.startswith("stiff") else "fracture load"
             for sname, y in series(res.get(key), n, f"{pname}: {key}"):
