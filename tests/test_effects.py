@@ -63,7 +63,10 @@ def test_anastrozole_on_trt_loses_bone_although_t_rises():
     b = run(man, trt + [T("anastrozole", 0.5, "mg", 3.5)])
     assert float(jnp.mean(b.series.T_ng_dL)) > float(jnp.mean(a.series.T_ng_dL))
     assert float(b.at(4.0)) < -1.0                        # loses from baseline
-    assert float(b.at(4.0)) < float(a.at(4.0)) - 2.0       # and against TRT alone
+    # and against TRT alone, by more than the 1.5-point band floor of issue 16 (0.5 mg twice
+    # weekly is a seventh of the 1 mg/day that cost older men 2.5 points in a year: Burnett-Bowie
+    # 2009, J Clin Endocrinol Metab 94:4785)
+    assert float(b.at(4.0)) < float(a.at(4.0)) - 1.5
 
 
 def test_anastrozole_1mg_loses_bone_in_postmenopausal_women():

@@ -40,7 +40,7 @@ from ..remodel.treatments import Treatment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Target", "TARGETS", "DRUG_TARGETS", "DRUG_CHECKS", "site_distribution", "evaluate",
+__all__ = ["Target", "TARGETS", "BIOLOGY_TARGETS", "BIOLOGY_CHECKS", "DRUG_TARGETS", "DRUG_CHECKS", "site_distribution", "evaluate",
            "fit", "report_markdown"]
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -302,6 +302,58 @@ DRUG_CHECKS = (
            _pct(_at(_TPD, "lumbar_spine", 0.5, "p1np_rel"))),
 )
 
+def _hrt(age, site, hrt, t=3.0):
+    """Oral estradiol 1 mg/day (serum E2 of CEE 0.625 mg: ~30–45 pg/mL) + progesterone 100 mg/day
+    from ``age`` (menopause at 51), BMD change at ``t`` years."""
+    def model(c, runs):
+        p = Patient.create(age_years=age, **_WOMAN)
+        tr = [Treatment.create("estradiol-oral", 1.0, "mg", 1),
+              Treatment.create("progesterone", 100.0, "mg", 1)] if hrt else []
+        return _run(p, tr, 5, 15.0, site, c, runs).at(t)
+    return model
+
+
+def _whi(c, runs):
+    return _hrt(63.0, "femoral_neck", True)(c, runs) - _hrt(63.0, "femoral_neck", False)(c, runs)
+
+
+def _aghd(t0, t1):
+    """Untreated adult-onset GH deficiency from 35 y vs the same man with normal GH: the BMD
+    deficit (points) at t1 years, minus that at t0."""
+    def model(c, runs):
+        r = [_run(Patient.create(sex="male", age_years=35.0, gh_deficient=g), [], 20, 0.0,
+                  "lumbar_spine", c, runs) for g in (True, False)]
+        return (r[0].at(t1) - r[1].at(t1)) - (r[0].at(t0) - r[1].at(t0))
+    return model
+
+
+#: Targets of the remodelling space, hormone replacement and GH deficiency (issue 16; bands
+#: ± max(1.5 points, 50 % of the change)).
+BIOLOGY_TARGETS = (
+    Target("PEPI HRT (E2 + progestin), hip at 3 y", 1.7, 1.5, "%",
+           "PEPI Writing Group 1996, JAMA 276:1389", _hrt(56.0, "femoral_neck", True)),
+    Target("PEPI placebo, LS at 3 y", -1.8, 1.5, "%", "PEPI Writing Group 1996, JAMA 276:1389",
+           _hrt(56.0, "lumbar_spine", False)),
+    Target("PEPI placebo, hip at 3 y", -1.7, 1.5, "%", "PEPI Writing Group 1996, JAMA 276:1389",
+           _hrt(56.0, "femoral_neck", False)),
+    Target("WHI E+P vs placebo (age 63), hip at 3 y", 3.6, 1.8, "%",
+           "Cauley 2003, JAMA 290:1729 (+3.7 % vs +0.14 %)", _whi),
+    Target("AGHD untreated (onset 35 y), LS deficit at 10 y", -10.0, 5.0, "points",
+           "Holmes 1994, JCEM 78:669 (Z ≈ −1 in adult-onset GHD)", _aghd(0.0, 10.0)),
+    Target("AGHD untreated, LS deficit growth 10 → 20 y", 0.0, 1.5, "points",
+           "Murray 2004, JCEM 89:1124 (deficit does not grow with duration)", _aghd(10.0, 20.0)),
+)
+
+#: Biology outcomes the model misses, reported in docs/calibration.md but not guarded: the
+#: untreated late-postmenopausal spine loses ~1 %/y in the model (PEPI placebo 0.6 %/y), so the
+#: absolute spine gain of PEPI's HRT arms falls below its band while the differences from
+#: placebo (DRUG_TARGETS' PEPI rows) hold.
+BIOLOGY_CHECKS = (
+    Target("PEPI HRT (E2 + progestin), LS at 3 y", 4.2, 2.1, "%",
+           "PEPI Writing Group 1996, JAMA 276:1389 (+3.5…5.0 %)", _hrt(56.0, "lumbar_spine", True)),
+)
+
+
 #: science.md §8 targets (bands: the published uncertainty or, for qualitative statements,
 #: the range the statement allows).
 TARGETS = (
@@ -330,7 +382,7 @@ TARGETS = (
            _gh(0.75)),
     Target("GH replacement (AGHD), LS at 24 months", 2.5, 2.0, "%", "source documents (gain)",
            _gh(2.0)),
-) + EXERCISE_TARGETS + DRUG_TARGETS
+) + EXERCISE_TARGETS + DRUG_TARGETS + BIOLOGY_TARGETS
 
 
 def evaluate(coupling: CouplingParameters = DEFAULT_COUPLING, targets=TARGETS):
@@ -339,7 +391,7 @@ def evaluate(coupling: CouplingParameters = DEFAULT_COUPLING, targets=TARGETS):
     return np.array([float(t.model(coupling, runs)) for t in targets])
 
 
-_UPPER = {"adapt_E2": 0.97}       # a fraction below 1
+_UPPER = {"adapt_E2": 0.97, "adapt_IGF": 0.97}       # a fraction below 1
 
 
 def _with(coupling, x, names):

@@ -105,6 +105,12 @@ class CouplingParameters:
         P4_half_ng_mL, P4_ref_female_ng_mL, P4_ref_male_ng_mL, k_P4: progesterone effect.
         a_OBu_IGF, a_OCp_IGF, a_AOBa_IGF, tau_igf_days: IGF-1 exponents on D_OBu, D_OCp and
             (filtered, time constant in days) A_OBa.
+        adapt_IGF, tau_adapt_IGF_days: fraction of a sustained IGF-1 deviation to which the
+            bone cells adapt, and its time constant, days (the IGF-1 terms use r_IGF/r̃^adapt,
+            r̃ the IGF-1 ratio low-pass filtered from 1 = normal GH before the run): adult-onset
+            GH deficiency settles at a modest BMD deficit (Z ≈ −1, Holmes et al. 1994, J Clin
+            Endocrinol Metab 78:669; no growth of the deficit with duration, Murray et al. 2004,
+            J Clin Endocrinol Metab 89:1124) instead of losing bone without end.
         PTH_ref_pg_mL, k_PTH: PTH reference level and gain of the catabolic P_PTH.
         k_tpd_AOBa, k_tpd_DOBp: intermittent PTH (per 20 µg/day) effects.
         k_gc_AOBa, k_gc_DOBp, k_gc_AOCa: glucocorticoid effects per unit excess.
@@ -128,24 +134,26 @@ class CouplingParameters:
     E2_hill: float = 3.0
     E2_ref_female_pg_mL: float = E2_PREMENOPAUSE
     E2_ref_male_pg_mL: float = 25.0
-    P_RANKL_E2: float = 168.685
-    adapt_E2: float = 0.775334
+    P_RANKL_E2: float = 185.32
+    adapt_E2: float = 0.911067
     tau_adapt_E2_days: float = 900.0
     k_OPG_E2: float = 0.137539
     k_AOCa_E2: float = 0.128421
     P_RANKL_cytokines: float = 30.0
-    k_ms_E2: float = 0.2
+    k_ms_E2: float = 0.0
     T_ref_female_ng_dL: float = 30.0
     T_ref_male_ng_dL: float = 600.0
-    k_T: float = 0.167037
+    k_T: float = 0.23
     P4_half_ng_mL: float = 4.0
     P4_ref_female_ng_mL: float = 4.0
     P4_ref_male_ng_mL: float = 0.3
     k_P4: float = 0.02
-    a_OBu_IGF: float = 0.35
-    a_OCp_IGF: float = 0.896691
-    a_AOBa_IGF: float = 0.0039624
+    a_OBu_IGF: float = 0.189102
+    a_OCp_IGF: float = 0.583951
+    a_AOBa_IGF: float = 0.04
     tau_igf_days: float = 180.0
+    adapt_IGF: float = 0.740466
+    tau_adapt_IGF_days: float = 1826.0
     PTH_ref_pg_mL: float = 35.0
     k_PTH: float = 1.0
     k_tpd_AOBa: float = 0.15
@@ -169,7 +177,8 @@ jax.tree_util.register_dataclass(CouplingParameters,
 
 #: Names of the constants :mod:`febone.calibration.site` fits (the rest are fixed guesses).
 FITTED_FIELDS = ("P_RANKL_E2", "adapt_E2", "k_OPG_E2", "k_AOCa_E2", "k_T", "a_OCp_IGF",
-                 "a_AOBa_IGF", "k_load")
+                 "a_AOBa_IGF", "k_load",
+                 "a_OBu_IGF", "adapt_IGF")
 
 #: Calibrated coupling: the FITTED_FIELDS values above come from three rounds of
 #: ``python -m febone.calibration.site`` (8 + 5 + 5 least-squares evaluations, each round
@@ -252,6 +261,9 @@ def daily_inputs(series: HormoneSeries, coupling: CouplingParameters = DEFAULT_C
     sP = s.progesterone_ng_mL / (s.progesterone_ng_mL + c.P4_half_ng_mL)
     sP_ref = P4_ref / (P4_ref + c.P4_half_ng_mL)
     r_igf = s.IGF1_ng_mL / s.IGF1_norm_ng_mL
+    r_adapted = _approach_scan(jnp.concatenate([jnp.ones_like(r_igf[:1]), r_igf]),
+                               jnp.exp(-1.0 / jnp.asarray(c.tau_adapt_IGF_days, r_igf.dtype)))[1:]
+    r_igf = r_igf / r_adapted ** c.adapt_IGF
     r_igf_slow = _low_pass(r_igf, c.tau_igf_days)
     x_gc = jnp.maximum(s.glucocorticoid_mg / 5.0 - 1.0, 0.0)
     u_pth = s.pth_pulsatile_ug / 20.0

@@ -178,8 +178,13 @@ MARTINEZ_REINA_2019 = CellParameters(
 #: turnover rise that lowers BMD by ~20 % through younger, less mineralised bone, contradicting
 #: the BMD gains of teriparatide, testosterone and GH; κ = 1e4 keeps BV/TV bounded (measured with
 #: A_OBa ×0.8 over 10 y: BV/TV +10…68 % trabecular, +10 % cortical) *(choice, not fitted)*.
+#: The remodelling space refills with τ = 100 days (Heaney 1994, J Bone Miner Res 9:1515: the
+#: formation period, about 3 months, sets the bone-remodeling transient; Parfitt 1994: trabecular
+#: formation period ≈ 100 days), so that lowering turnover gives the early BMD gain of HRT and
+#: antiresorptives and raising it an early loss (:func:`febone.remodel.cells.remodelling_space_update`).
 SITE_CELL_PARAMETERS = replace(MARTINEZ_REINA_2019, specific_surface=True, kappa_mech=1.0e4,
-                               name=MARTINEZ_REINA_2019.name + " + S_V, kappa 1e4")
+                               remodelling_space_days=100.0,
+                               name=MARTINEZ_REINA_2019.name + " + S_V, kappa 1e4, space 100 d")
 
 
 @dataclass(frozen=True)
