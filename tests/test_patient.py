@@ -51,7 +51,7 @@ def test_treatment_defaults_and_pytree():
     (dict(drug="anastrozole", dose=0), "positive"),
     (dict(drug="anastrozole", dose=float("nan")), "positive"),
     (dict(drug="anastrozole", dose=1, interval_days=0), "interval_days"),
-    (dict(drug="anastrozole", dose=1, start_years=-1), "start_years"),
+    (dict(drug="anastrozole", dose=1, start_years=float("nan")), "start_years"),
     (dict(drug="anastrozole", dose=1, start_years=2, stop_years=1), "after start_years"),
 ])
 def test_bad_treatments_name_the_problem(kw, match):
