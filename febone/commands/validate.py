@@ -38,7 +38,7 @@ import json
 import math
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..files import atomic_write_json, atomic_write_text, check_writable

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..mesh.mesh import Mesh
-from ..mesh.validate import MeshError, jacobian_determinants
+from ..mesh.validate import MeshError
 
 __all__ = ["FEModel"]
 

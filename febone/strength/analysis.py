@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from ..device import device_description
 from ..fe.model import FEModel
 from ..fe.post import ElementFields, element_fields, reaction_forces
 from ..material.elastic import LinearElastic
 from ..mesh.mesh import Mesh
-from ..mesh.nodesets import node_set
 from ..solve.linear import solve
 from ..solve.pcg import PCG
 from .geometry import resolve_node_sets

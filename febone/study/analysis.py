@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .model import OUTCOMES, Outcomes, Study, forward
 from .parameters import base_values

@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 
 from ..mesh.elements import element
-from .grid import GRID_CORNERS, GRID_TO_VTK, VoxelLevel
+from .grid import GRID_TO_VTK, VoxelLevel
 
 __all__ = ["reference_stiffness", "element_stiffness", "corner_starts", "gather_corners",
            "scatter_corners", "corner_nodes", "apply_stiffness", "stiffness_diagonal", "element_energy",
