@@ -82,12 +82,5 @@ def _check_node_sets(mesh, path: Path, arms) -> None:
             f"a copy with the masks and use that: python -c \"import febone as fb; from "
             f"febone.strength.geometry import with_case_sets; fb.write_mesh({str(fixed)!r}, "
             f"with_case_sets(fb.read_mesh({str(path)!r}), {sorted(cases)!r}))\"")
-    for case in cases.values():
-        if case.sided(mesh)[1] == "left":
-            right = path.with_name(path.stem + "_right.vtu")
-            raise ValueError(
-                f"bone {path.name} is a left femur (its head set {case.side_sets[0]!r} lies at "
-                f"+x of the shaft): febone run poses the load cases of a right femur and would "
-                f"load it wrongly. Run its mirror image, which remodels the same: python -c "
-                f"\"import febone as fb; from febone.mesh.mirror import mirrored; "
-                f"fb.write_mesh({str(right)!r}, mirrored(fb.read_mesh({str(path)!r})))\"")
+    for case in cases.values():     # a left femur is posed as a mirrored right one; this
+        case.sided(mesh)             # raises when the side of the bone cannot be told

@@ -194,7 +194,8 @@ def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
 
     Args:
         mesh: the bone with the case's node sets.
-        case: the load case (pose, node sets, load axis).
+        case: the load case (pose, node sets, load axis); a femur case is mirrored for a
+            left femur (:meth:`febone.strength.LoadCase.sided`).
         E0: (n_elements,) moduli the preconditioner is built for, MPa.
         nu: Poisson's ratio.
         preconditioner: ``"auto"``, ``"amg"`` or ``"jacobi"``
@@ -204,6 +205,7 @@ def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
     """
     from ..solve.amg import make_preconditioner
 
+    case, _ = case.sided(mesh)        # a left femur is loaded as the mirror of a right one
     posed = case.posed(mesh)
     model = FEModel.from_mesh(posed)
     mat = LinearElastic.create(np.asarray(E0, dtype=np.float64), nu, mesh.n_elements)

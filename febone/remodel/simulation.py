@@ -119,7 +119,8 @@ class _Outputs:
         self._strength, self._dxa = cache.setdefault("strength", {}), cache.setdefault("dxa", {})
         self.strength_warm = {}      # {strength case: last solution}: next output's warm start
         h0 = settings.habitual[0]
-        self.pose0 = np.asarray(CASES[h0.case](**dict(h0.options)).pose)   # posed = R·x
+        case0, self.side = CASES[h0.case](**dict(h0.options)).sided(mesh)  # mirrored if left
+        self.pose0 = np.asarray(case0.pose)                             # posed = R·x
         self.regions = sorted(k[len("region_"):] for k in mesh.cell_data if k.startswith("region_"))
         self.baseline = None
 
@@ -144,6 +145,8 @@ class _Outputs:
             from ..bones.densitometry import dxa_scan
 
             rot = dxa_rotation_deg() if "femoral_neck" in self.regions else 0.0
+            if self.side == "left":      # internal rotation of a left hip turns the other way
+                rot = -rot
             self._dxa[region] = dxa_scan(self.mesh, region, rotation_deg=rot)
         return self._dxa[region]
 
@@ -162,8 +165,9 @@ class _Outputs:
 
             from ..strength.geometry import resolve_node_sets
 
-            case = CASES[name]()
-            posed = case.posed(resolve_node_sets(self.mesh, case)[0])
+            case = CASES[name]()            # strength() mirrors it for a left femur itself
+            with_sets = resolve_node_sets(self.mesh, case)[0]
+            posed = case.sided(with_sets)[0].posed(with_sets)
             E0 = np.asarray(density_law(self.settings.law).modulus(self.model.rho0))
             pre = make_preconditioner(self.settings.preconditioner, FEModel.from_mesh(posed),
                                       LinearElastic.create(E0, self.settings.nu,
