@@ -60,7 +60,7 @@ def _dot(a, b):
 
 
 def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: float,
-        max_iter: int, flexible: bool = False):
+        max_iter: int, flexible: bool = False, dot: Callable | None = None):
     """Solve A x = b for symmetric positive definite A.
 
     Args:
@@ -75,6 +75,8 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
             β = zₖ₊₁ᵀ(rₖ₊₁ − rₖ)/zₖᵀrₖ keeps each direction A-conjugate to the previous one
             (Notay 2000, FCG(1)); for a fixed linear preconditioner it equals plain PCG in
             exact arithmetic, at one extra dot product per iteration.
+        dot: (a, b) -> scalar inner product (default: the Euclidean one); a distributed
+            solve passes one that sums over devices (:mod:`febone.voxel.sharded`).
 
     Returns:
         x and a :class:`PCGInfo` with the true relative residual ‖b − A x‖/‖b‖.
@@ -83,14 +85,15 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
         tolerance but the true one does not (round-off drift), CG restarts from the true
         residual, at most 3 times.
     """
-    bnorm = jnp.sqrt(_dot(b, b))
+    dot = _dot if dot is None else dot
+    bnorm = jnp.sqrt(dot(b, b))
     tol = jnp.maximum(rtol * bnorm, atol)
 
     def cg(x, k0):
         """Plain PCG from x until the recursive residual meets tol; returns x, k, breakdown."""
         r = b - matvec(x)
         z = precondition(r)
-        state = (x, r, z, _dot(r, z), k0, jnp.sqrt(_dot(r, r)), jnp.asarray(False))
+        state = (x, r, z, dot(r, z), k0, jnp.sqrt(dot(r, r)), jnp.asarray(False))
 
         def cond(s):
             _, _, _, _, k, rnorm, broke = s
@@ -99,24 +102,24 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
         def body(s):
             x, r, p, rz, k, _, _ = s
             Ap = matvec(p)
-            pAp = _dot(p, Ap)
+            pAp = dot(p, Ap)
             broke = ~(pAp > 0)
             alpha = jnp.where(broke, 0.0, rz / jnp.where(broke, 1.0, pAp))
             x = x + alpha * p
             r_new = r - alpha * Ap
             z = precondition(r_new)
-            rz_new = _dot(r_new, z)
-            num = rz_new - _dot(r, z) if flexible else rz_new
+            rz_new = dot(r_new, z)
+            num = rz_new - dot(r, z) if flexible else rz_new
             beta = num / jnp.where(rz == 0, 1.0, rz)
             p = z + beta * p
-            return x, r_new, p, rz_new, k + 1, jnp.sqrt(_dot(r_new, r_new)), broke
+            return x, r_new, p, rz_new, k + 1, jnp.sqrt(dot(r_new, r_new)), broke
 
         x, _, _, _, k, _, broke = jax.lax.while_loop(cond, body, state)
         return x, k, broke
 
     def true_norm(x):
         r = b - matvec(x)
-        return jnp.sqrt(_dot(r, r))
+        return jnp.sqrt(dot(r, r))
 
     # The recursive residual drifts from the true one by round-off; when it has converged
     # but the true residual has not, restart from the true residual (at most 3 restarts).
