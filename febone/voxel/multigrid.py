@@ -25,7 +25,7 @@
   each coarse correction below level 1 is two steps of flexible CG preconditioned by the
   next cycle, Notay & Vassilevski 2008; the outer Krylov method must then be flexible).
 * Coarsest level: dense inverse (via Cholesky) of the assembled matrix (≤ a few
-  thousand dofs).
+  thousand dofs); one member at a time under ``vmap`` (:func:`coarse_inverse`).
 """
 from __future__ import annotations
 
@@ -367,6 +367,37 @@ def _coarse_matrix(level: VoxelLevel, Kel, free) -> jax.Array:
     return K * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
 
 
+def _coarse_inverse_one(A: jax.Array) -> jax.Array:
+    L = jnp.linalg.cholesky(A)
+    inv = jax.scipy.linalg.cho_solve((L, True), jnp.eye(A.shape[0], dtype=A.dtype))
+    return 0.5 * (inv + inv.T)
+
+
+@jax.custom_batching.custom_vmap
+def coarse_inverse(A: jax.Array) -> jax.Array:
+    """Symmetrised inverse of the coarsest matrix, A: (m, m) SPD -> (m, m), by Cholesky.
+
+    Under ``vmap`` the members are factorised one after another (``lax.map``), never as one
+    batched LAPACK call. Why: each member's coarse matrix holds its own moduli, so no factor
+    can be computed once outside the ``vmap``; and on the CPU a batched potrf (batch ≥ 2) runs
+    its batch on XLA's small intra-op thread pool, which deadlocks when the threads of the
+    other devices already wait in a collective (with the batch axis sharded, the all-reduce
+    of a vmapped CG loop's condition): the hang of issue 18. The matrix is small
+    (≤ 3·max_coarse_nodes unknowns) and factorised once per solve, not per iteration, so
+    serialising the members costs little; the cycle applies the result as a matmul. With the
+    batch sharded by ``jit`` alone, XLA may gather the (small) coarse matrices to run the map;
+    :func:`febone.parallel.map_batch` keeps each device's members local.
+    """
+    return _coarse_inverse_one(A)
+
+
+@coarse_inverse.def_vmap
+def _coarse_inverse_vmap(axis_size, in_batched, A):
+    if not in_batched[0]:
+        return coarse_inverse(A), False
+    return lax.map(coarse_inverse, A), True
+
+
 def _lanczos_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float):
     """safety × the largest Ritz value of D⁻¹A after ``steps`` Jacobi-preconditioned CG
     steps (the Lanczos tridiagonal from the CG coefficients; Ritz values lie inside the
@@ -466,9 +497,7 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
     last = len(levels) - 1
     A = _coarse_matrix(levels[last], _element_matrices(forms[last], Kes[last], Es[last]).astype(wide),
                        free[last].astype(wide))
-    L = jnp.linalg.cholesky(A)
-    inv = jax.scipy.linalg.cho_solve((L, True), jnp.eye(A.shape[0], dtype=wide))
-    chol = (0.5 * (inv + inv.T)).astype(dtype)  # explicit inverse: one matvec per coarse solve
+    chol = coarse_inverse(A).astype(dtype)  # explicit inverse: one matvec per coarse solve
     return MultigridData(tuple(Kes), tuple(Es), tuple(free), tuple(inv_diag), tuple(upper), chol)
 
 
