@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["VoxelGrid", "VoxelLevel", "VoxelModel", "CORNERS", "GRID_CORNERS", "GRID_TO_VTK", "AXES",
-           "build_levels"]
+           "build_levels", "level_masks", "level_children"]
 
 #: array axis of the (z, y, x) image for each physical axis name.
 AXES = {"z": 0, "y": 1, "x": 2}
@@ -246,6 +246,33 @@ def _coarsen(mask: np.ndarray) -> np.ndarray:
     return m.reshape(nz, 2, ny, 2, nx, 2).any(axis=(1, 3, 5))
 
 
+def level_masks(mask: np.ndarray, *, max_coarse_nodes: int = 700,
+                max_levels: int | None = None) -> list[np.ndarray]:
+    """Bone masks of the multigrid levels (host, NumPy): 2×2×2 coarsening until a level has
+    at most ``max_coarse_nodes`` active nodes, ``max_levels`` levels, or one voxel along
+    every axis. Arguments as :func:`build_levels`; returns (nz_l, ny_l, nx_l) bool masks,
+    fine to coarse."""
+    masks = [np.asarray(mask, dtype=bool)]
+    cap = max_levels if max_levels is not None else 64
+    while int(_active_nodes(masks[-1]).sum()) > max_coarse_nodes and len(masks) < cap \
+            and max(masks[-1].shape) > 1:
+        masks.append(_coarsen(masks[-1]))
+    return masks
+
+
+def level_children(mask: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """(n_coarse_voxels, 8) compact ids, among the bone voxels of ``mask``, of the 2×2×2
+    children of every bone voxel of ``coarse = _coarsen(mask)`` in grid order; the fine
+    voxel count where a child is void."""
+    n_fine = int(mask.sum())
+    padded = np.pad(mask, [(0, s % 2) for s in mask.shape])
+    vid = np.full(padded.shape, n_fine, dtype=np.int64)
+    vid[:mask.shape[0], :mask.shape[1], :mask.shape[2]][mask] = np.arange(n_fine)
+    k, j, i = np.nonzero(coarse)
+    return np.stack([vid[2 * k + cz, 2 * j + cy, 2 * i + cx] for cx, cy, cz in GRID_CORNERS],
+                    axis=1)
+
+
 def build_levels(mask: np.ndarray, *, max_coarse_nodes: int = 700,
                  max_levels: int | None = None) -> list[VoxelLevel]:
     """Multigrid hierarchy by 2×2×2 coarsening of the voxel grid (host, NumPy).
@@ -259,21 +286,11 @@ def build_levels(mask: np.ndarray, *, max_coarse_nodes: int = 700,
     Returns:
         Levels from fine (the image) to coarse.
     """
-    levels = [_level_from_mask(mask, 1.0, np.zeros((0, 8), np.int32))]
-    cap = max_levels if max_levels is not None else 64
-    while levels[-1].n_nodes > max_coarse_nodes and len(levels) < cap \
-            and max(mask.shape) > 1:
-        coarse = _coarsen(mask)
-        # compact fine voxel id of each child of every coarse voxel (sentinel: n_fine)
-        n_fine = int(mask.sum())
-        padded = np.pad(mask, [(0, s % 2) for s in mask.shape])
-        vid = np.full(padded.shape, n_fine, dtype=np.int64)
-        vid[:mask.shape[0], :mask.shape[1], :mask.shape[2]][mask] = np.arange(n_fine)
-        k, j, i = np.nonzero(coarse)
-        children = np.stack([vid[2 * k + cz, 2 * j + cy, 2 * i + cx]
-                             for cx, cy, cz in GRID_CORNERS], axis=1)
-        levels.append(_level_from_mask(coarse, 2.0 * levels[-1].scale, children))
-        mask = coarse
+    masks = level_masks(mask, max_coarse_nodes=max_coarse_nodes, max_levels=max_levels)
+    levels = [_level_from_mask(masks[0], 1.0, np.zeros((0, 8), np.int32))]
+    for fine, coarse in zip(masks[:-1], masks[1:]):
+        levels.append(_level_from_mask(coarse, 2.0 * levels[-1].scale,
+                                       level_children(fine, coarse)))
     return levels
 
 
