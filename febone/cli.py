@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 __all__ = ["main", "build_parser"]
@@ -19,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="febone", description="Bone stiffness, fracture load and remodelling (JAX FE).")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log progress (-v) or debug detail (-vv) to stderr")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join a multi-host run (jax.distributed.initialize) before anything "
+                             "touches a device; also FEBONE_DISTRIBUTED=1. FEBONE_COORDINATOR_"
+                             "ADDRESS, FEBONE_NUM_PROCESSES, FEBONE_PROCESS_ID are passed on "
+                             "when set")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -32,17 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import jax
+    from .precision import configure
 
-    jax.config.update("jax_enable_x64", True)  # entry points choose precision, the library never does
     parser = build_parser()
     args = parser.parse_args(argv)
+    # entry points choose precision and determinism, the library never does: float64 unless a
+    # command's --precision says otherwise, deterministic GPU scatters unless --no-deterministic
+    configure(getattr(args, "precision", "float64"),
+              deterministic=getattr(args, "deterministic", True))
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        if args.distributed or os.environ.get("FEBONE_DISTRIBUTED", "") not in ("", "0"):
+            from .parallel import initialize_distributed
+
+            initialize_distributed()    # before anything touches a device
         return int(args.func(args) or 0)
     except (ValueError, TypeError, RuntimeError) as err:
         print(f"febone {args.command}: error: {err}", file=sys.stderr)

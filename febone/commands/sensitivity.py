@@ -6,6 +6,7 @@ coupling constants, material-law constants, densities.
     febone sensitivity                                 # TRT + anastrozole + training, femur, 1 y
     febone sensitivity my.toml --param dose:anastrozole --param exercise --check
     febone sensitivity --outcome bmd_change:femoral_neck --json out.json --out results/
+    febone sensitivity --check --devices 4             # the finite differences over 4 devices
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def register(sub) -> None:
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"])
     p.add_argument("--check", action="store_true",
                    help="also central finite differences (one step per parameter)")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="run the finite differences of --check (2 runs per parameter) as one "
+                        "batch spread over N devices (at most jax.device_count(); with "
+                        "`febone --distributed`, every host's devices)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     add_overwrite_option(p)
     p.add_argument("--out", type=Path, help="folder for the tornado plot (PNG)")
@@ -101,6 +106,13 @@ def _run(args) -> int:
         raise ValueError(f"--years must be positive; got {args.years}")
     if args.spinup is not None and not args.spinup >= 0:
         raise ValueError(f"--spinup must be ≥ 0 years; got {args.spinup}")
+    if args.devices is not None:
+        from ..parallel import batch_devices
+
+        if not args.check:
+            raise ValueError("--devices spreads the finite-difference runs of --check over "
+                             "devices; add --check (the gradient itself is one reverse pass)")
+        batch_devices(args.devices)     # fail before the set-up: N ≤ jax.device_count()
     kw = dict(step_days=args.step_days, preconditioner=args.preconditioner,
               history_years=args.spinup)
     if args.scenario is None:
@@ -113,7 +125,8 @@ def _run(args) -> int:
     print(f"{label}: {study.stim.volumes.shape[0]} elements, {study.n_steps} steps over "
           f"{study.n_days} days ({study.years:.2f} y); outcome {args.outcome}; "
           f"compiling ...", file=sys.stderr, flush=True)
-    res = sensitivity(study, names, args.outcome, check=args.check).summary()
+    res = sensitivity(study, names, args.outcome, check=args.check,
+                      devices=args.devices).summary()
     base = res["baseline"]
     print(f"baseline (t = 0, {study.settings.strength_case}): fracture load "
           f"{base['pistoia_load_N']:.1f} N (Pistoia, as febone run reports it; surrogate "

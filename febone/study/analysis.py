@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .model import OUTCOMES, Outcomes, Study, forward
 from .parameters import base_values
@@ -80,11 +81,18 @@ def fd_step(name: str, value) -> float:
 
 
 def finite_difference(study: Study, params: dict, names, outcome_name: str = "fracture_load",
-                      steps: dict | None = None) -> dict:
+                      steps: dict | None = None, *, devices=None) -> dict:
     """{name: central difference (f(x + h) − f(x − h)) / 2h} with :func:`fd_step` steps
-    (forward difference (f(x + h) − f(x)) / h at x = 0)."""
+    (forward difference (f(x + h) − f(x)) / h at x = 0).
+
+    ``devices`` (a number or a sequence of :class:`jax.Device`, :func:`febone.parallel.
+    batch_devices`): run the perturbed parameter sets as one :func:`batch` spread over them
+    instead of one after another."""
     _check_outcome(study, outcome_name)
     params = _as_arrays(params)
+    if devices is not None:
+        return _finite_difference_batch(study, params, list(names), outcome_name, steps,
+                                        devices)
     out, f0 = {}, None
     for n in names:
         h = (steps or {}).get(n) or fd_step(n, params[n])
@@ -97,6 +105,33 @@ def finite_difference(study: Study, params: dict, names, outcome_name: str = "fr
         dn = _select(study, _forward_jit(study, {**params, n: params[n] - h}), outcome_name)
         out[n] = float((up - dn) / (2.0 * h))
     return out
+
+
+def _finite_difference_batch(study: Study, params: dict, names, outcome_name: str, steps,
+                             devices) -> dict:
+    """:func:`finite_difference` with every perturbed set in one sharded :func:`batch`: rows
+    ``x + h`` and ``x − h`` per parameter (``x`` once, for the zero-valued ones)."""
+    sets, plan = [], {}
+    for n in names:
+        h = (steps or {}).get(n) or fd_step(n, params[n])
+        sets.append({**params, n: params[n] + h})
+        if float(params[n]) == 0.0:
+            plan[n] = (len(sets) - 1, "base", h)
+        else:
+            sets.append({**params, n: params[n] - h})
+            plan[n] = (len(sets) - 2, len(sets) - 1, h)
+    if any(lo == "base" for _, lo, _ in plan.values()):
+        sets.append(params)
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *sets)
+    outs = batch(study, stacked, devices=devices)
+    f = np.asarray(jax.vmap(lambda o: _select(study, o, outcome_name))(outs))
+    res = {}
+    for n, (up, lo, h) in plan.items():
+        if lo == "base":
+            res[n] = float((f[up] - f[-1]) / h)
+        else:
+            res[n] = float((f[up] - f[lo]) / (2.0 * h))
+    return res
 
 
 @dataclass(frozen=True)
@@ -145,11 +180,14 @@ def _timed(fn, *args):
 
 
 def sensitivity(study: Study, names, outcome_name: str = "fracture_load", *,
-                check: bool = False, params: dict | None = None) -> SensitivityResult:
+                check: bool = False, params: dict | None = None,
+                devices=None) -> SensitivityResult:
     """Gradient of one outcome with respect to ``names`` at the study's values (or ``params``).
 
     Compiles the forward run and its reverse-mode gradient (timed separately), runs each once
-    (timed), and with ``check`` adds central differences (:func:`fd_step`) for every parameter.
+    (timed), and with ``check`` adds central differences (:func:`fd_step`) for every parameter;
+    with ``devices`` (a number or a sequence of :class:`jax.Device`) their 2 runs per
+    parameter go as one batch spread over the devices (:func:`finite_difference`).
     """
     from ..device import device_description
 
@@ -175,7 +213,7 @@ def sensitivity(study: Study, names, outcome_name: str = "fracture_load", *,
         raise RuntimeError("an FE solve of the study did not converge (or the bone stopped "
                            "resisting its load); check the mesh, node sets and loads")
     (value, grad), t_g = _timed(vg_c, study, p)
-    fd = finite_difference(study, p, names, outcome_name) if check else {}
+    fd = finite_difference(study, p, names, outcome_name, devices=devices) if check else {}
     rows = [{"name": n, "value": float(p[n]), "ad": float(grad[n]), "fd": fd.get(n),
              "step": fd_step(n, p[n]) if check else None} for n in names]
     log.info("sensitivity of %s: forward %.2f s, gradient %.2f s (compile %.1f + %.1f s)",
@@ -188,12 +226,16 @@ def sensitivity(study: Study, names, outcome_name: str = "fracture_load", *,
                              device_description(), study.n_days, baseline)
 
 
-def batch(study: Study, params: dict) -> Outcomes:
+def batch(study: Study, params: dict, *, devices=None) -> Outcomes:
     """Outcomes for a batch of parameter sets in one compiled ``vmap`` call.
 
     Args:
         params: {name: (n_sets,) array} (``density``: (n_sets, n_elements)); every entry must
             have the same leading size.
+        devices: None (the default device) or a number N / a sequence of :class:`jax.Device`:
+            the sets spread over them (:func:`febone.parallel.map_batch`: N ≤
+            ``jax.device_count()``, padded to a multiple of N, no communication between the
+            devices; every host's devices after :func:`febone.parallel.initialize_distributed`).
 
     Returns:
         :class:`Outcomes` with a leading (n_sets,) axis.
@@ -204,7 +246,11 @@ def batch(study: Study, params: dict) -> Outcomes:
         raise ValueError(f"batch needs {{name: (n_sets,) array}} with one common leading size; "
                          f"got shapes {({k: v.shape for k, v in params.items()})}")
     base_values(study, params)          # validates the names
-    return _batched(study, params)
+    if devices is None:
+        return _batched(study, params)
+    from ..parallel import map_batch
+
+    return map_batch(forward, study, params, devices=devices)
 
 
 def loop(study: Study, params: dict) -> Outcomes:
