@@ -393,18 +393,22 @@ class AMG:
         coarse: (m, m) dense inverse of the coarsest operator.
         n_nodes: number of mesh nodes (static).
         info: human-readable summary of the hierarchy (static).
+        refresh: :class:`~febone.solve.amg_refresh.RefreshPlan` of a hierarchy built with
+            ``refreshable=True`` (recomputed for new moduli on the device by
+            :func:`~febone.solve.amg_refresh.refresh_on_device`), else None.
     """
 
     levels: tuple
     coarse: jax.Array
     n_nodes: int
     info: str
+    refresh: object = None
 
     @classmethod
     def build(cls, model: FEModel, material: LinearElastic, bcs: BoundaryConditions | None = None,
               *, fine: str = "assembled", degree: int = 2, interval: float = 10.0,
               max_coarse: int = 300, max_levels: int = 10, lanczos_steps: int = 20,
-              safety: float = 1.1, dtype=None) -> "AMG":
+              safety: float = 1.1, dtype=None, refreshable: bool = False) -> "AMG":
         """Build the hierarchy on the host (NumPy, SciPy, pyamg) and move it to the device.
 
         Args:
@@ -431,6 +435,10 @@ class AMG:
                 the memory traffic of each cycle; the preconditioner is then symmetric
                 only to float32 round-off, which CG tolerates (its own residuals and
                 iterates stay in the solve's precision, so the answer is as accurate).
+            refreshable: keep pyamg's aggregation only and compute everything that depends
+                on the moduli (level operators by Galerkin products, smoother bounds, coarse
+                inverse) in JAX, so that :func:`~febone.solve.amg_refresh.refresh_on_device`
+                can recompute it for new moduli on the device, in the same shapes.
 
         Returns:
             :class:`AMG`.
@@ -507,7 +515,12 @@ class AMG:
             a = jnp.asarray(a)
             return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
-        amg = jax.tree_util.tree_map(to_device, cls(tuple(levels), coarse, n, info))
+        if refreshable:
+            amg = _refreshable(cls(tuple(levels), coarse, n, info + ", refreshable"), model,
+                               material, bcs, interval=interval, safety=safety,
+                               lanczos_steps=lanczos_steps, to_device=to_device)
+        else:
+            amg = jax.tree_util.tree_map(to_device, cls(tuple(levels), coarse, n, info))
         log.info("AMG: %s; assembly %.2f s, pyamg %.2f s, levels %.2f s, coarse inverse "
                  "%.2f s, total %.2f s", info, t_asm, t_amg, t_lev, t_coarse,
                  time.perf_counter() - t0)
@@ -530,15 +543,37 @@ class AMG:
         return self._cycle(r.astype(dtype), 0).astype(r.dtype)
 
 
-jax.tree_util.register_dataclass(AMG, data_fields=["levels", "coarse"],
+jax.tree_util.register_dataclass(AMG, data_fields=["levels", "coarse", "refresh"],
                                  meta_fields=["n_nodes", "info"])
+
+
+def _refreshable(amg: AMG, model, material, bcs, *, interval, safety, lanczos_steps,
+                 to_device) -> AMG:
+    """``amg`` (NumPy leaves, pyamg's values) with a refresh plan, its operators recomputed in
+    JAX (:func:`~febone.solve.amg_refresh.refresh_on_device`) in the plan's patterns."""
+    from .amg_refresh import refresh, refresh_plan
+
+    plan = refresh_plan(np.asarray(model.cells), amg.n_nodes, amg.levels, interval=interval,
+                        safety=safety, lanczos_steps=lanczos_steps)
+    rows, cols, n = plan.rows, plan.cols, amg.n_nodes
+    levels = []
+    for lvl, gp in zip(amg.levels, plan.galerkin):   # level operators in the plan's patterns
+        A = lvl.A
+        if isinstance(A, BlockCSR):
+            b = A.blocks.shape[0]
+            A = BlockCSR(np.zeros((b, b, rows.size), A.blocks.dtype), rows, cols, n)
+        levels.append(AMGLevel(A, lvl.P, lvl.R, lvl.dinv, lvl.cheb))
+        rows, cols, n = gp.rows, gp.cols, gp.n_rows
+    amg = jax.tree_util.tree_map(to_device, AMG(tuple(levels), amg.coarse, amg.n_nodes,
+                                                amg.info, plan))
+    return refresh(amg, model, material, bcs)
 
 
 PRECONDITIONERS = ("auto", "amg", "jacobi")
 
 
 def make_preconditioner(kind: str, model: FEModel, material: LinearElastic,
-                        bcs: BoundaryConditions | None = None):
+                        bcs: BoundaryConditions | None = None, *, refreshable: bool = False):
     """The ``preconditioner`` argument of :func:`febone.solve` for a named choice.
 
     Args:
@@ -546,6 +581,8 @@ def make_preconditioner(kind: str, model: FEModel, material: LinearElastic,
             solver's diagonal), or ``"auto"``: AMG when pyamg is installed, else Jacobi.
         model, material, bcs: the problem the hierarchy is built for (reuse it while the
             moduli change: it stays a valid, slightly less sharp preconditioner).
+        refreshable: an AMG hierarchy that can be recomputed for new moduli on the device
+            (``AMG.build(..., refreshable=True)``).
     """
     if kind not in PRECONDITIONERS:
         raise ValueError(f"unknown preconditioner {kind!r}; choose one of {list(PRECONDITIONERS)}")
@@ -557,4 +594,4 @@ def make_preconditioner(kind: str, model: FEModel, material: LinearElastic,
         except ImportError:
             log.info("pyamg not installed: using the Jacobi preconditioner")
             return None
-    return AMG.build(model, material, bcs)
+    return AMG.build(model, material, bcs, refreshable=refreshable)
