@@ -176,7 +176,8 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
     solver = solver or PCG(rtol=1e-8)
     cases = [pose_case(mesh, CASES[h.case](**dict(h.options)), E0, nu=nu,
                        preconditioner=preconditioner, weight=float(h.weight),
-                       force_N=h.magnitude_bw * body_mass_kg * _G) for h in habitual]
+                       force_N=h.magnitude_bw * body_mass_kg * _G, refreshable=True)
+             for h in habitual]
     volumes = jnp.asarray(cases[0].model.volumes)
     smooth_nodes = node_weight = None
     if smoothing:
@@ -188,7 +189,7 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
 
 
 def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
-              weight: float = 1.0, force_N: float = 1.0) -> PosedCase:
+              weight: float = 1.0, force_N: float = 1.0, refreshable: bool = False) -> PosedCase:
     """Pose ``mesh`` for the load case ``case`` (:class:`febone.strength.LoadCase`) at a unit
     displacement and build its solver data (host side, once).
 
@@ -202,6 +203,8 @@ def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
             (:func:`febone.solve.amg.make_preconditioner`).
         weight: share of the daily loading (habitual cases).
         force_N: target force, N (habitual cases).
+        refreshable: an AMG hierarchy that the remodelling loop can refresh on the device for
+            new moduli (:func:`febone.solve.amg_refresh.refresh`); habitual cases ask for it.
     """
     from ..solve.amg import make_preconditioner
 
@@ -210,7 +213,7 @@ def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
     model = FEModel.from_mesh(posed)
     mat = LinearElastic.create(np.asarray(E0, dtype=np.float64), nu, mesh.n_elements)
     bcs = case.boundary_conditions(posed, displacement_mm=1.0)
-    pre = make_preconditioner(preconditioner, model, mat, bcs)
+    pre = make_preconditioner(preconditioner, model, mat, bcs, refreshable=refreshable)
     return PosedCase(model, bcs, pre, jnp.asarray(node_set(posed, case.loaded)),
                      "xyz".index(case.axis), case.load_sign(posed), float(weight),
                      jnp.asarray(force_N))

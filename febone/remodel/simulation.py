@@ -15,7 +15,14 @@ every output (the checkpoint first, so the jsonl never runs ahead of it), and an
 resumes (``resume=True``) to the same numbers.
 
 Host-only work, which changes no answer beyond the CG tolerance: the habitual cases' AMG
-hierarchies are rebuilt for the current moduli at every output (``refresh_preconditioners``).
+hierarchies are refreshed for the current moduli at every output (``refresh_preconditioners``:
+pyamg's aggregation kept, the Galerkin products, smoother bounds and coarse inverse recomputed
+on the device, :func:`febone.solve.amg_refresh.refresh_on_device`).
+
+Between outputs the host only dispatches steps: the daily inputs, the model and the physics are
+put on the device once, each step reads its days there (no host-to-device transfer), and its
+checks (finite, BV/TV in (0, 1], FE converged) come back as one int32 read one step late, while
+the next step runs, so the device never waits for the host.
 """
 from __future__ import annotations
 
@@ -92,11 +99,24 @@ class RemodelResult:
                 "device": self.device, "scenario": self.description}
 
 
+#: Codes of a step's checks (:func:`_step`), first failure wins.
+_OK, _NAN, _OUTSIDE, _FE = 0, 1, 2, 3
+
+
 @partial(jax.jit, static_argnames=("n_days",))
 def _step(model, phys, state, drives, load_factor, t0, *, n_days):
-    new, info, _ = step(model, phys, state, drives, load_factor, t0, n_days=n_days)
+    """One step on days t0 .. t0 + n_days − 1 of the whole-run daily inputs (device arrays,
+    sliced here so that nothing moves between host and device); returns the new state and an
+    int32 check code (:data:`_OK`, :data:`_NAN`, :data:`_OUTSIDE`, :data:`_FE`)."""
+    i0 = t0.astype(jnp.int32)
+    days = lambda a: jax.lax.dynamic_slice_in_dim(a, i0, n_days)  # noqa: E731
+    new, info, _ = step(model, phys, state, jax.tree_util.tree_map(days, drives),
+                        days(load_factor), t0, n_days=n_days)
     f = new.cells.f_bm
-    return new, info, jnp.stack([jnp.all(jnp.isfinite(f)), jnp.all((f > 0) & (f <= 1))])
+    code = jnp.where(~jnp.all(jnp.isfinite(f)), _NAN,
+                     jnp.where(~jnp.all((f > 0) & (f <= 1)), _OUTSIDE,
+                               jnp.where(info.ok, _OK, _FE)))
+    return new, code.astype(jnp.int32)
 
 
 _initial_state = jax.jit(initial_state)
@@ -225,20 +245,23 @@ class _Outputs:
 
 
 def refresh_preconditioners(model, state: BoneState, phys, settings: RemodelSettings):
-    """``model`` with the habitual cases' AMG hierarchies rebuilt for the moduli of ``state``
-    (host, ~0.35 s each on the coarse femur). As low-density elements resorb, a hierarchy built
-    for the baseline moduli degrades (after 10 years of menopause: 38 CG iterations instead of
-    12); refreshing at every output cut the FE time of the default study from 29 to 18 s per
-    arm. A new hierarchy is used only when its arrays have the old shapes, so nothing
-    recompiles. The strength solves of the outputs keep the baseline hierarchy (refreshing them
-    cost more than it saved: 20 instead of 13 s of outputs per arm)."""
+    """``model`` with the habitual cases' AMG hierarchies refreshed for the moduli of ``state``
+    on the device (:func:`febone.solve.amg_refresh.refresh`: the baseline aggregation, new
+    Galerkin products, smoother bounds and coarse inverse; same shapes, so nothing recompiles;
+    no host transfer). As low-density elements resorb, a hierarchy built for the baseline
+    moduli degrades (after 10 years of menopause: 38 CG iterations instead of 12); refreshing
+    at every output cut the FE time of the default study from 29 to 18 s per arm. The strength
+    solves of the outputs keep the baseline hierarchy (refreshing them cost more than it
+    saved: 20 instead of 13 s of outputs per arm). Hierarchies without a refresh plan (built
+    without ``refreshable=True``) are kept as they are."""
     if settings.preconditioner == "jacobi":
         return model
     from ..material.elastic import LinearElastic
+    from ..solve.amg_refresh import refresh
 
-    E = np.asarray(_measures(model, phys, state)[2])
-    mat = LinearElastic.create(E, settings.nu, E.shape[0])
-    cases = tuple(replace(c, preconditioner=_rebuilt(c.preconditioner, c.model, mat, c.bcs))
+    mat = LinearElastic(_measures(model, phys, state)[2], phys.nu)
+    cases = tuple(replace(c, preconditioner=refresh(c.preconditioner, c.model, mat, c.bcs))
+                  if getattr(c.preconditioner, "refresh", None) is not None else c
                   for c in model.stim.cases)
     return replace(model, stim=replace(model.stim, cases=cases))
 
@@ -271,25 +294,6 @@ def _check_inputs(inputs, n_days: int):
     if mf.shape[0] < n_days or not np.all(np.isfinite(mf)) or np.any(mf <= 0):
         raise ValueError(f"mineralisation_factor must be positive and finite for all {n_days} days")
     return table, lf[:n_days], mf
-
-
-def _rebuilt(pre, model, material, bcs):
-    """An AMG ``pre`` rebuilt for ``material`` when the new hierarchy has the same array shapes
-    (so compiled solves are reused), else ``pre`` itself; other preconditioners unchanged."""
-    from ..solve.amg import AMG
-
-    if not isinstance(pre, AMG):
-        return pre
-    new = AMG.build(model, material, bcs)
-    old_leaves, new_leaves = jax.tree_util.tree_leaves(pre), jax.tree_util.tree_leaves(new)
-    same = (jax.tree_util.tree_structure(replace(new, info=pre.info))
-            == jax.tree_util.tree_structure(pre)
-            and all(a.shape == b.shape and a.dtype == b.dtype
-                    for a, b in zip(old_leaves, new_leaves)))
-    if not same:
-        log.info("AMG refresh skipped: the new hierarchy has other shapes (would recompile)")
-        return pre
-    return replace(new, info=pre.info)
 
 
 def scaled_density(rho0, scale: float):
@@ -415,8 +419,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         description: extra JSON-ready metadata stored with the result ("what was run").
         cache: a dict shared by runs on the same ``mesh`` object (e.g. the arms of a study) to
             reuse the solver set-up (posed models, AMG hierarchies) between them.
-        refresh: rebuild the habitual AMG hierarchies at every output (host-side speed-up; the
-            answers change only within the CG tolerance).
+        refresh: refresh the habitual AMG hierarchies for the current moduli at every output
+            (on the device; a speed-up: the answers change only within the CG tolerance).
         history_years: the patient's history replayed before time 0 (:mod:`.history`), years (a
             multiple of 1/spinup_steps_per_year): ``inputs`` then start that long before time 0
             (:func:`~.history.replayed`), the run starts from the steady state there, and the
@@ -467,24 +471,45 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     timing = {"setup_seconds": 0.0, "history_seconds": 0.0, "step_seconds": 0.0,
               "output_seconds": 0.0}
 
-    def advance(state, k):
-        """Step k of the calendar (history steps first), with the checks of every step."""
-        d0, d1 = int(bounds[k]), int(bounds[k + 1])
-        drives = Drives(**{name: jnp.asarray(v[d0:d1]) for name, v in table.items()})
-        new, info, valid = _step(model, phys, state, drives, jnp.asarray(load_factor[d0:d1]),
-                                 float(d0), n_days=d1 - d0)
-        finite, inside = (bool(v) for v in np.asarray(valid))
-        when = f"day {d1 - day0} (from time 0)"
-        if not finite:
+    # on the device once: the daily inputs, every step's first day, the model and the physics
+    # (a step then moves nothing between host and device)
+    days_dev = jax.device_put((Drives(**table), load_factor,
+                               [np.float64(b) for b in bounds[:-1]]))
+    model, phys = jax.device_put((model, phys))
+
+    def dispatch(state, k):
+        """Step k of the calendar (history steps first), dispatched: ``(state, (k, code))``."""
+        drives, lf, starts = days_dev
+        new, code = _step(model, phys, state, drives, lf, starts[k],
+                          n_days=int(bounds[k + 1] - bounds[k]))
+        return new, (k, code)
+
+    def check(pending):
+        """Raise if the dispatched step ``pending`` = (k, code) failed (waits for it)."""
+        k, code = pending
+        code = int(code)
+        when = f"day {int(bounds[k + 1]) - day0} (from time 0)"
+        if code == _NAN:
             raise CellModelError(f"{label}: the cell model produced NaN at {when}; check the "
                                  f"daily inputs for extreme values")
-        if not inside:
+        if code == _OUTSIDE:
             raise CellModelError(f"{label}: BV/TV left (0, 1] at {when} (elements resorbed "
                                  f"completely or overfilled); shorten the run or check the inputs")
-        if not bool(info.ok):
+        if code == _FE:
             raise ConvergenceError(f"{label}: habitual-load FE solve failed at {when} (CG did "
                                    f"not converge or the bone no longer resists the load)")
-        return new
+
+    def advance(state, ks):
+        """Steps ``ks`` one after the other, each checked while the next one runs."""
+        pending = None
+        for k in ks:
+            state, new_pending = dispatch(state, k)
+            if pending is not None:
+                check(pending)
+            pending = new_pending
+        if pending is not None:
+            check(pending)
+        return state
 
     out_dir = None if out_dir is None else Path(out_dir)
     ckpt = jsonl = None
@@ -507,9 +532,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
 
         def replay(scale):
             s0, _ = _initial_state(model, phys, scaled_density(model.rho0, scale))
-            for k in range(n_hist):
-                s0 = advance(s0, k)
-            return s0
+            return advance(s0, range(n_hist))
 
         # arms of one patient share their history (same days, drives, physics): replay it once
         hkey = _history_key(table, load_factor, day0, phys, history_years, baseline_abmd)
@@ -528,12 +551,21 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     if jsonl is not None:
         atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
     timing["setup_seconds"] = time.perf_counter() - start - timing["history_seconds"]
+    pending = None                   # the last dispatched step, checked while the next runs
     for k in range(step0, n_steps):
         t_step = time.perf_counter()
-        state = advance(state, n_hist + k)
+        state, new_pending = dispatch(state, n_hist + k)
+        if pending is not None:
+            check(pending)
+            if progress is not None:
+                progress(pending[0] - n_hist + 1, n_steps, None)
+        pending = new_pending
+        rec = None
+        if k + 1 in outputs:
+            check(pending)
+            pending = None
         t_out = time.perf_counter()
         timing["step_seconds"] += t_out - t_step
-        rec = None
         if k + 1 in outputs:
             if refresh:
                 model = refresh_preconditioners(model, state, phys, settings)
@@ -547,8 +579,8 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
                 _save_checkpoint(ckpt, state, k + 1, fp, records, series, out.strength_warm)
                 atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
             timing["output_seconds"] += time.perf_counter() - t_out
-        if progress is not None:
-            progress(k + 1, n_steps, rec)
+            if progress is not None:
+                progress(k + 1, n_steps, rec)
     timing["steps"] = n_steps - step0
     timing["days"] = int(bounds[-1] - bounds[n_hist + step0])
     desc = {"label": label, "years": years, "history_years": history_years,
