@@ -60,7 +60,8 @@ def _dot(a, b):
 
 
 def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: float,
-        max_iter: int, flexible: bool = False, dot: Callable | None = None):
+        max_iter: int, flexible: bool = False, dot: Callable | None = None,
+        monitor: Callable | None = None):
     """Solve A x = b for symmetric positive definite A.
 
     Args:
@@ -77,6 +78,9 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
             exact arithmetic, at one extra dot product per iteration.
         dot: (a, b) -> scalar inner product (default: the Euclidean one); a distributed
             solve passes one that sums over devices (:mod:`febone.voxel.sharded`).
+        monitor: traced ``(k, relative residual) -> None`` called after every iteration k
+            (progress display: :func:`febone.solve.progress.throttled` crosses to the host
+            only every few iterations); it cannot change the iterates.
 
     Returns:
         x and a :class:`PCGInfo` with the true relative residual ‖b − A x‖/‖b‖.
@@ -112,7 +116,10 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
             num = rz_new - dot(r, z) if flexible else rz_new
             beta = num / jnp.where(rz == 0, 1.0, rz)
             p = z + beta * p
-            return x, r_new, p, rz_new, k + 1, jnp.sqrt(dot(r_new, r_new)), broke
+            rnorm = jnp.sqrt(dot(r_new, r_new))
+            if monitor is not None:
+                monitor(k + 1, rnorm / jnp.where(bnorm == 0, 1.0, bnorm))
+            return x, r_new, p, rz_new, k + 1, rnorm, broke
 
         x, _, _, _, k, _, broke = jax.lax.while_loop(cond, body, state)
         return x, k, broke

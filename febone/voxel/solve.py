@@ -21,6 +21,7 @@ from ..device import device_description
 from ..fe.bc import BoundaryConditions
 from ..solve.constraints import check_constraints
 from ..solve.pcg import PCGInfo, pcg
+from ..solve.progress import throttled
 from ..solve.solution import ConvergenceError, Solution, SolveStats
 from .grid import VoxelGrid, VoxelModel
 from .multigrid import Multigrid, setup_multigrid, vcycle
@@ -44,7 +45,8 @@ class VoxelPCG:
         mixed_precision: iterative refinement: float32 inner CG (operator and cycle) inside
             a float64 residual correction loop, for GPUs; answers stay float64-accurate.
         inner_rtol: relative tolerance of each inner float32 solve (mixed precision only).
-        progress: print the CG residual to stderr while solving (host callback).
+        progress: print the CG residual to stderr while solving (a host callback every
+            ``PROGRESS_EVERY`` = 10 CG iterations, :mod:`febone.solve.progress`).
     """
 
     rtol: float = 1e-8
@@ -87,8 +89,8 @@ class _Progress:
     def __init__(self, every: float = 0.5):
         self.every, self.count, self.last, self.start = every, 0, 0.0, time.perf_counter()
 
-    def __call__(self, rel):
-        self.count += 1
+    def __call__(self, k, rel):
+        self.count = int(k)
         now = time.perf_counter()
         if now - self.last >= self.every:
             self.last = now
@@ -119,9 +121,9 @@ def _progress_display(enabled: bool):
             progress.close()
 
 
-def _progress_callback(rel):
+def _progress_callback(k, rel):
     if _PROGRESS:
-        _PROGRESS[-1](rel)
+        _PROGRESS[-1](k, rel)
 
 
 def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke):
@@ -163,19 +165,11 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
     x0 = jax.lax.stop_gradient(jnp.where(free, u0 - u_d, 0.0))
     cap = solver.iteration_cap
 
-    def with_progress(precondition):
-        if not solver.progress:
-            return precondition
-
-        def wrapped(r):
-            rel = jnp.sqrt(jnp.vdot(r, r)) / jnp.where(bnorm > 0, bnorm, 1.0)
-            jax.debug.callback(_progress_callback, rel)
-            return precondition(r)
-        return wrapped
-
-    krylov = partial(pcg, flexible=solver.flexible)
+    # progress: a host callback every PROGRESS_EVERY CG iterations (febone.solve.progress)
+    monitor = throttled(_progress_callback) if solver.progress else None
+    krylov = partial(pcg, flexible=solver.flexible, monitor=monitor)
     if not solver.mixed_precision:
-        precondition = with_progress(_preconditioner(model, E, nu, fixed, solver, dtype, Ke))
+        precondition = _preconditioner(model, E, nu, fixed, solver, dtype, Ke)
 
         def cg(matvec, b):
             return krylov(matvec, b, precondition, x0, rtol=solver.rtol, atol=solver.atol,
@@ -184,7 +178,7 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
         lo = jnp.float32
         E_lo = jax.lax.stop_gradient(E).astype(lo)
         Ke_lo = element_stiffness(model.voxel_size, jax.lax.stop_gradient(nu), lo)
-        precondition = with_progress(_preconditioner(model, E_lo, nu, fixed, solver, lo, Ke_lo))
+        precondition = _preconditioner(model, E_lo, nu, fixed, solver, lo, Ke_lo)
 
         def op_lo(x):
             return jnp.where(free, apply_stiffness(fine, Ke_lo, E_lo, jnp.where(free, x, 0.0)), x)
@@ -223,6 +217,20 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
 _solve_compiled = jax.jit(_solve_impl, static_argnames=("solver", "throw"))
 
 
+@jax.jit
+def _count_bad(E):
+    return jnp.sum(~(jnp.isfinite(E) & (E > 0)))
+
+
+def _n_bad_moduli(E) -> int:
+    """Number of non-positive or non-finite moduli: a device array is checked on the device
+    (one scalar comes back, not the (n_voxels,) moduli), anything else on the host."""
+    if isinstance(E, jax.Array):
+        return int(_count_bad(E))
+    e = np.asarray(E, dtype=float)
+    return int(np.count_nonzero(~(np.isfinite(e) & (e > 0))))
+
+
 def _check_inputs(model: VoxelModel, E, nu, bcs: BoundaryConditions):
     if not isinstance(model, VoxelModel):
         raise TypeError(f"expected a VoxelModel (febone.voxel.VoxelModel.create(grid)); got "
@@ -236,13 +244,12 @@ def _check_inputs(model: VoxelModel, E, nu, bcs: BoundaryConditions):
     if bcs.n_nodes != model.n_nodes:
         raise ValueError(f"bcs cover {bcs.n_nodes} nodes but the voxel model has {model.n_nodes} "
                          f"active nodes; build them with BoundaryConditions.empty(model.n_nodes)")
-    if not isinstance(E, jax.core.Tracer):
-        e = np.asarray(E)
-        if not np.all(np.isfinite(e)) or np.any(e <= 0):
-            bad = np.flatnonzero(~(np.isfinite(e) & (e > 0)))
-            raise ValueError(f"voxel moduli must be positive and finite (MPa); bad at voxels "
-                             f"{bad[:10].tolist()} ({bad.size} in all). Remove void voxels from "
-                             f"the mask instead of giving them E = 0")
+    if not isinstance(E, jax.core.Tracer) and _n_bad_moduli(E):
+        e = np.asarray(E)                      # the error path only: name the voxels
+        bad = np.flatnonzero(~(np.isfinite(e) & (e > 0)))
+        raise ValueError(f"voxel moduli must be positive and finite (MPa); bad at voxels "
+                         f"{bad[:10].tolist()} ({bad.size} in all). Remove void voxels from "
+                         f"the mask instead of giving them E = 0")
     if not isinstance(nu, jax.core.Tracer):
         if not (0.0 < float(nu) < 0.5):
             raise ValueError(f"Poisson's ratio must lie in (0, 0.5); got {nu} (0.3 is typical)")
