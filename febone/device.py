@@ -6,7 +6,7 @@ import platform
 import jax
 import jax.numpy as jnp
 
-__all__ = ["device_description", "runtime_info"]
+__all__ = ["device_description", "runtime_info", "device_memory_bytes", "device_platform"]
 
 
 def device_description() -> str:
@@ -27,3 +27,21 @@ def runtime_info() -> dict:
         "precision": str(jnp.zeros(()).dtype) if not jax.config.jax_enable_x64 else "float64",
         "x64_enabled": bool(jax.config.jax_enable_x64),
     }
+
+
+def device_platform() -> str:
+    """The platform of the default backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``."""
+    return jax.default_backend()
+
+
+def device_memory_bytes(device=None) -> int | None:
+    """Memory of a device in bytes (``bytes_limit`` of ``device.memory_stats()``; default the
+    first device), or ``None`` where the backend reports none (CPUs)."""
+    device = jax.devices()[0] if device is None else device
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory statistics raise
+        return None
+    if not stats or not stats.get("bytes_limit"):
+        return None
+    return int(stats["bytes_limit"])

@@ -1,10 +1,13 @@
-"""Test configuration: float64 for the whole suite (the library never flips this itself)."""
+"""Test configuration: float64 and deterministic GPU scatters for the whole suite (the library
+never flips these itself; febone.precision.configure is the entry points' switch)."""
 from pathlib import Path
 
 import jax
 import pytest
 
-jax.config.update("jax_enable_x64", True)
+from febone.precision import configure
+
+configure("float64", deterministic=True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ._precision import add_precision_options
 from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run"]
@@ -53,12 +54,14 @@ def register(subparsers) -> None:
     load.add_argument("--strain", type=float, metavar="S",
                       help="apparent compressive strain, positive, e.g. 0.01 (1 %% shorter)")
     p.add_argument("--axis", choices=["x", "y", "z"], default="z", help="load axis (z)")
-    p.add_argument("--rtol", type=float, default=1e-8, help="CG relative tolerance (1e-8)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="CG relative tolerance (default 1e-8; 1e-5 with --precision float32)")
     p.add_argument("--preconditioner", choices=["multigrid", "jacobi", "none"],
                    default="multigrid", help="CG preconditioner (multigrid)")
     p.add_argument("--max-iter", type=int, default=None, help="CG iteration cap")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--out", metavar="DIR", help="write compression.vtu with the fields")
+    add_precision_options(p)
     add_overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=run)
@@ -86,13 +89,17 @@ def _run(args) -> int:
         raise ValueError(f"--voxel-size takes 1 value or 3 (dz dy dx); got {len(size)}")
     if size is not None and len(size) == 1:
         size = size[0]
-    solver = VoxelPCG(rtol=args.rtol, preconditioner=args.preconditioner,
-                      max_iter=args.max_iter, progress=not args.quiet)
+    from ..precision import precision_mode
+
+    mode = precision_mode(args.precision)
+    rtol = mode.default_rtol if args.rtol is None else args.rtol
+    solver = VoxelPCG(rtol=rtol, preconditioner=args.preconditioner, max_iter=args.max_iter,
+                      progress=not args.quiet, mixed_precision=mode.refine)
     result = compress(Path(args.image), size, threshold=_threshold(args.threshold),
                       sigma=args.sigma, resample=args.resample, calibration=args.calibration,
                       keep_islands=args.keep_islands, E=args.E, nu=args.nu,
                       displacement=args.displacement, strain=args.strain, axis=args.axis,
-                      solver=solver, out=args.out, key=args.key)
+                      solver=solver, out=args.out, key=args.key, precision=mode.name)
     payload = result.summary()
     if args.out:
         from ..mesh.io import read_mesh

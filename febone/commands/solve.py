@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write_json
+from ._precision import add_precision_options
 from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run", "SpecError", "parse_fix", "parse_vector", "solve_file", "moduli_from_args"]
@@ -168,8 +169,12 @@ def solve_file(args) -> dict:
     fixes = [(parse_fix(s), s) for s in args.fix]
     displaces = [(parse_vector(s, "--displace", "mm"), s) for s in args.displace]
     forces = [(parse_vector(s, "--force", "N, total on the set"), s) for s in args.force]
-    if not (0.0 < args.rtol < 1.0):
-        raise ValueError(f"--rtol must lie in (0, 1); got {args.rtol}")
+    from ..precision import precision_mode
+
+    mode = precision_mode(getattr(args, "precision", None))
+    rtol = mode.default_rtol if args.rtol is None else args.rtol
+    if not (0.0 < rtol < 1.0):
+        raise ValueError(f"--rtol must lie in (0, 1); got {rtol}")
 
     mesh = read_bone(args.mesh, args.units)
     E, source = moduli_from_args(mesh, args)
@@ -186,11 +191,11 @@ def solve_file(args) -> dict:
         bcs = bcs.add_force(_resolve_set(mesh, name, "--force", spec), **vals)
 
     model = fb.FEModel.from_mesh(mesh)
-    solver = fb.PCG(rtol=args.rtol, max_iter=args.max_iter)
+    solver = fb.PCG(rtol=rtol, max_iter=args.max_iter)
     from ..solve.amg import make_preconditioner
 
     pre = make_preconditioner(args.preconditioner, model, material, bcs)
-    sol = fb.solve(model, material, bcs, solver=solver, preconditioner=pre)
+    sol = fb.solve(model, material, bcs, solver=solver, preconditioner=pre, precision=mode.name)
     r = np.asarray(fb.reaction_forces(model, material, bcs, sol.u))
     u = np.asarray(sol.u)
 
@@ -209,7 +214,8 @@ def solve_file(args) -> dict:
         "modulus_source": source,
         "E_range_MPa": [float(E.min()), float(E.max())],
         "nu": float(args.nu),
-        "rtol": float(args.rtol),
+        "rtol": float(rtol),
+        "precision": mode.name,
         "preconditioner": "jacobi" if pre is None else "amg",
         "iterations": int(st.iterations),
         "residual": float(st.residual),
@@ -313,14 +319,16 @@ def register(subparsers) -> None:
                    help="prescribe displacement components in mm (repeatable)")
     p.add_argument("--force", action="append", default=[], metavar="SET:x=V,y=V,z=V",
                    help="total force on a node set in N, shared equally by its nodes (repeatable)")
-    p.add_argument("--rtol", type=float, default=1e-8,
-                   help="CG relative residual tolerance (default 1e-8)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="CG relative residual tolerance (default 1e-8; 1e-5 with --precision "
+                        "float32)")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
                    help="CG preconditioner: amg (smoothed aggregation, needs pyamg), jacobi, or "
                         "auto = amg when pyamg is installed (default)")
     p.add_argument("--max-iter", dest="max_iter", type=int, default=None,
                    help="CG iteration cap (default 20000)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
+    add_precision_options(p)
     add_overwrite_option(p)
     p.add_argument("--out", metavar="DIR", help="write DIR/solution.vtu (displacement, strain, "
                                                 "stress, von Mises, principal, SED)")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write_json
+from ._precision import add_precision_options
 from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run"]
@@ -74,6 +75,7 @@ def register(sub) -> None:
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
                    help="CG preconditioner (default auto: AMG when pyamg is installed)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
+    add_precision_options(p)
     add_overwrite_option(p)
     p.add_argument("--out", type=Path, help="folder for fields (VTU) and the load–displacement curve")
     p.set_defaults(func=run)
@@ -199,14 +201,16 @@ def _run(args) -> int:
                       preconditioner=args.preconditioner,
                       nonlinear=ProgressiveFailure(max_displacement_mm=args.max_displacement),
                       progress=progress if "nonlinear" in methods else None,
-                      node_sets=boxes, find_sets=args.find_sets)
+                      node_sets=boxes, find_sets=args.find_sets,
+                      precision=getattr(args, "precision", None))
     if "nonlinear" in methods:
         print(file=sys.stderr)
     out = result.summary()
     bw = args.body_weight_kg * _G
     out.update(mesh=str(args.mesh), modulus_source=source, body_weight_N=bw,
                fracture_load_BW={k: v / bw for k, v in result.fracture_load_N.items()},
-               wall_seconds=time.perf_counter() - start)
+               wall_seconds=time.perf_counter() - start,
+               precision=getattr(args, "precision", None) or "float64")
     if args.out:
         out["files"] = _write_outputs(args.out, mesh, result)
     print(f"{case.name}: {result.case.description}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ..precision import CONTRACTION
 from .model import FEModel
 
 __all__ = ["lame", "strain", "stress", "internal_force", "stiffness_diagonal", "gather",
@@ -37,7 +38,8 @@ def scatter(model: FEModel, f_e: jax.Array) -> jax.Array:
 
 def strain(model: FEModel, u: jax.Array) -> jax.Array:
     """(n_elements, n_q, 3, 3) small-strain tensor at the quadrature points (u in mm)."""
-    grad_u = jnp.einsum("eqai,eaj->eqji", model.grad_N, gather(model, u))  # du_j/dx_i as [j,i]
+    grad_u = jnp.einsum("eqai,eaj->eqji", model.grad_N, gather(model, u),
+                        precision=CONTRACTION)  # du_j/dx_i as [j,i]
     return 0.5 * (grad_u + jnp.swapaxes(grad_u, -1, -2))
 
 
@@ -53,7 +55,7 @@ def stress(eps: jax.Array, E, nu) -> jax.Array:
 def internal_force(model: FEModel, u: jax.Array, E, nu) -> jax.Array:
     """K(E) u: (n_nodes, 3) nodal forces in N for displacements u (n_nodes, 3) in mm."""
     sig = stress(strain(model, u), E, nu) * model.weights[..., None, None]
-    f_e = jnp.einsum("eqai,eqij->eaj", model.grad_N, sig)
+    f_e = jnp.einsum("eqai,eqij->eaj", model.grad_N, sig, precision=CONTRACTION)
     return scatter(model, f_e)
 
 

@@ -1,7 +1,7 @@
 """Host-side precomputation of element geometry for the matrix-free operator."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +58,15 @@ class FEModel:
         order = np.argsort(mesh.cells.ravel(), kind="stable")
         return cls(jnp.asarray(mesh.points), jnp.asarray(mesh.cells), jnp.asarray(grad_N),
                    jnp.asarray(weights), jnp.asarray(order), mesh.cell_type, mesh.n_nodes)
+
+    def astype(self, dtype) -> "FEModel":
+        """The same model with its float arrays (points, gradients, weights) in ``dtype``
+        (e.g. float32 for the float32 and mixed precision modes)."""
+        dtype = jnp.dtype(dtype)
+        if self.grad_N.dtype == dtype:
+            return self
+        return replace(self, points=self.points.astype(dtype), grad_N=self.grad_N.astype(dtype),
+                       weights=self.weights.astype(dtype))
 
     @property
     def n_elements(self) -> int:

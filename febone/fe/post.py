@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from ..material.elastic import LinearElastic
+from ..precision import CONTRACTION
 from .bc import BoundaryConditions
 from .elasticity import internal_force, strain, stress
 from .model import FEModel
@@ -67,9 +68,9 @@ def element_fields(model: FEModel, material: LinearElastic, u: jax.Array) -> Ele
     eps_q = strain(model, u)
     sig_q = stress(eps_q, material.E, material.nu)
     w = model.weights / model.weights.sum(axis=1, keepdims=True)
-    eps = jnp.einsum("eq,eqij->eij", w, eps_q)
-    sig = jnp.einsum("eq,eqij->eij", w, sig_q)
-    sed = 0.5 * jnp.einsum("eq,eqij,eqij->e", w, sig_q, eps_q)
+    eps = jnp.einsum("eq,eqij->eij", w, eps_q, precision=CONTRACTION)
+    sig = jnp.einsum("eq,eqij->eij", w, sig_q, precision=CONTRACTION)
+    sed = 0.5 * jnp.einsum("eq,eqij,eqij->e", w, sig_q, eps_q, precision=CONTRACTION)
     return ElementFields(eps, sig, von_mises(sig), jnp.linalg.eigvalsh(eps)[:, ::-1],
                          jnp.linalg.eigvalsh(sig)[:, ::-1], sed)
 

@@ -7,7 +7,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["PCG", "PCGInfo", "pcg"]
+from ..precision import CONTRACTION
+
+__all__ = ["PCG", "PCGInfo", "pcg", "refine"]
 
 
 @dataclass(frozen=True)
@@ -19,12 +21,18 @@ class PCG:
         atol: absolute floor on ‖r‖₂ (N), for right-hand sides that are zero.
         max_iter: iteration cap; ``None`` means 20 000.
         preconditioner: ``"jacobi"`` (diagonal of K) or ``"none"``.
+        mixed_precision: iterative refinement (:func:`refine`): float32 inner CG inside a
+            float64 residual correction; answers stay float64-accurate (the ``"mixed"``
+            precision mode, :mod:`febone.precision`).
+        inner_rtol: relative tolerance of each inner float32 solve (mixed precision only).
     """
 
     rtol: float = 1e-8
     atol: float = 0.0
     max_iter: int | None = None
     preconditioner: str = "jacobi"
+    mixed_precision: bool = False
+    inner_rtol: float = 1e-3
 
     def __post_init__(self):
         if not (0.0 < self.rtol < 1.0):
@@ -35,6 +43,8 @@ class PCG:
             raise ValueError(f"PCG max_iter must be ≥ 1; got {self.max_iter}")
         if self.preconditioner not in ("jacobi", "none"):
             raise ValueError(f"unknown preconditioner {self.preconditioner!r}; use 'jacobi' or 'none'")
+        if not (0.0 < self.inner_rtol < 1.0):
+            raise ValueError(f"PCG inner_rtol must lie in (0, 1); got {self.inner_rtol}")
 
     @property
     def iteration_cap(self) -> int:
@@ -56,7 +66,7 @@ jax.tree_util.register_dataclass(PCGInfo, data_fields=["iterations", "residual",
 
 
 def _dot(a, b):
-    return jnp.vdot(a, b).real
+    return jnp.vdot(a, b, precision=CONTRACTION).real
 
 
 def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: float,
@@ -144,3 +154,46 @@ def pcg(matvec: Callable, b, precondition: Callable, x0, *, rtol: float, atol: f
     converged = (rnorm <= tol) & ~broke
     rel = rnorm / jnp.where(bnorm == 0, 1.0, bnorm)
     return x, PCGInfo(k, rel, converged, broke)
+
+
+def refine(matvec: Callable, b, x0, inner: Callable, *, rtol: float, atol: float, max_iter: int,
+           inner_dtype=jnp.float32):
+    """Iterative refinement: float64-accurate answers from low-precision inner solves.
+
+    Each outer step computes the residual r = b − A x in ``b``'s precision, solves
+    A d ≈ r/‖r‖ in ``inner_dtype`` with ``inner`` and adds ‖r‖·d to x, until ‖r‖ ≤
+    max(rtol·‖b‖, atol). The inner tolerance only sets how many outer steps are needed.
+
+    Args:
+        matvec: x -> A x in the outer precision.
+        b: right-hand side (outer precision, e.g. float64).
+        x0: initial guess.
+        inner: ``rs -> (d, PCGInfo)``, an approximate solve of A d = rs in ``inner_dtype``
+            (e.g. :func:`pcg` with a float32 operator and a loose rtol).
+        rtol, atol: outer stopping tolerances (see :class:`PCG`).
+        max_iter: cap on the inner iterations summed over the outer steps.
+        inner_dtype: dtype of the inner residuals.
+
+    Returns:
+        x and a :class:`PCGInfo`: iterations summed over the inner solves, the true relative
+        residual in the outer precision, and ``breakdown`` of the last inner solve.
+    """
+    bn = jnp.sqrt(_dot(b, b))
+    tol = jnp.maximum(rtol * bn, atol)
+
+    def cond(s):
+        _, r, k, broke = s
+        return (jnp.sqrt(_dot(r, r)) > tol) & (k < max_iter) & ~broke
+
+    def body(s):
+        x, r, k, _ = s
+        scale = jnp.sqrt(_dot(r, r))
+        d, info = inner((r / scale).astype(inner_dtype))
+        x = x + scale * d.astype(b.dtype)
+        return x, b - matvec(x), k + info.iterations, info.breakdown
+
+    state = (x0, b - matvec(x0), jnp.asarray(0), jnp.asarray(False))
+    x, r, k, broke = jax.lax.while_loop(cond, body, state)
+    rn = jnp.sqrt(_dot(r, r))
+    rel = rn / jnp.where(bn == 0, 1.0, bn)
+    return x, PCGInfo(k, rel, (rn <= tol) & ~broke, broke)

@@ -29,6 +29,7 @@ from ..fe.bc import BoundaryConditions
 from ..fe.elasticity import internal_force
 from ..fe.model import FEModel
 from ..material.elastic import LinearElastic
+from ..precision import CONTRACTION
 from .linear import _posed, _solve_compiled
 from .pcg import PCG, pcg
 
@@ -78,8 +79,8 @@ def _backward(solver, residuals, cts):
     # α = λₖ₊₁ᵀ b / λₖ₊₁ᵀ K λₖ₊₁ (one operator product; adjoints grow or shrink from step to
     # step as the outcome's sensitivity does: 3–4 of ~17 CG iterations fewer on the femur)
     guess = jnp.where(free, lam_next, 0.0)
-    den = jnp.vdot(guess, operator(guess))
-    alpha = jnp.where(den > 0, jnp.vdot(guess, b) / jnp.where(den > 0, den, 1.0), 0.0)
+    den = jnp.vdot(guess, operator(guess), precision=CONTRACTION)
+    alpha = jnp.where(den > 0, jnp.vdot(guess, b, precision=CONTRACTION) / jnp.where(den > 0, den, 1.0), 0.0)
     guess = alpha * guess
     lam, info = pcg(operator, b, precondition, guess, rtol=solver.rtol, atol=solver.atol,
                     max_iter=solver.iteration_cap)

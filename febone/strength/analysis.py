@@ -11,6 +11,7 @@ from ..fe.model import FEModel
 from ..fe.post import ElementFields, element_fields, reaction_forces
 from ..material.elastic import LinearElastic
 from ..mesh.mesh import Mesh
+from ..precision import precision_mode
 from ..solve.linear import solve
 from ..solve.pcg import PCG
 from .geometry import resolve_node_sets
@@ -97,7 +98,8 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
              pistoia: Pistoia = Pistoia(), limits: StrainLimits = StrainLimits(),
              nonlinear: ProgressiveFailure = ProgressiveFailure(), density=None,
              tissue_volume=None, solver: PCG | None = None, preconditioner="auto",
-             progress=None, node_sets=None, find_sets: str = "auto", u0=None) -> StrengthResult:
+             progress=None, node_sets=None, find_sets: str = "auto", u0=None,
+             precision: str | None = None) -> StrengthResult:
     """Stiffness and fracture load of ``mesh`` under ``case``.
 
     Args:
@@ -123,10 +125,19 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
             (always from the geometry) or ``"masks"`` (never).
         u0: optional (n_nodes, 3) initial guess of the linear solve, mm (e.g. ``u`` of an
             earlier result for similar moduli; the answer does not depend on it).
+        precision: of the linear solve: ``"float64"``, ``"mixed"`` (float64 answers from
+            float32 iterations) or ``"float32"`` (rtol 1e-5: stiffness and the linear
+            fracture loads to about 1e-4); see :mod:`febone.precision`. The nonlinear
+            method needs float64 (``"float64"`` or ``"mixed"``). ``None``: from the solver
+            and JAX's x64 setting.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown strength method(s) {unknown}; choose from {list(METHODS)}")
+    if "nonlinear" in methods and not precision_mode(precision).needs_x64:
+        raise ValueError("the nonlinear method needs float64 arithmetic (its increments solve "
+                         "to rtol 1e-8): use precision 'float64' or 'mixed', or drop "
+                         "'nonlinear' from methods")
     mesh, sources = resolve_node_sets(mesh, case, node_sets, find=find_sets)
     set_info = {name: {"source": src, "nodes": int(np.count_nonzero(mesh.point_data[name]))}
                 for name, src in sources.items()}
@@ -140,7 +151,8 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
 
         preconditioner = make_preconditioner(preconditioner, model, mat, bcs)
     t0 = time.perf_counter()
-    sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner, u0=u0)
+    sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner, u0=u0,
+                precision=precision)
     solve_seconds = time.perf_counter() - t0
     reactions = reaction_forces(model, mat, bcs, sol.u)
     force = float(case.measured_force(reactions, posed))

@@ -23,7 +23,7 @@ from ..fe.bc import BoundaryConditions
 from .grid import AXES, VoxelGrid, VoxelModel
 from .image import Segmentation, VoxelImage, load_image, segment
 from .operator import center_gradient, element_energy, element_stiffness, gather_corners, lame_unit
-from .solve import VoxelPCG, compile_voxel_solve, voxel_reactions
+from .solve import VoxelPCG, compile_voxel_solve, resolve_precision, voxel_reactions
 
 __all__ = ["CompressionResult", "compress", "compress_mask", "supported_pieces", "effective_strain",
            "pistoia_failure_load", "PISTOIA_STRAIN", "PISTOIA_FRACTION"]
@@ -69,6 +69,7 @@ class CompressionResult:
         threshold: segmentation threshold (None for masks).
         u: (n_nodes, 3) displacements of the active nodes, mm.
         effective_strain: (n_voxels,) √(2·SED/E) per bone voxel.
+        precision: the precision mode of the solve (:mod:`febone.precision`).
     """
 
     reaction_force_N: float
@@ -95,6 +96,7 @@ class CompressionResult:
     threshold: float | None
     u: jax.Array
     effective_strain: jax.Array
+    precision: str = "float64"
 
     def summary(self) -> dict:
         """The scalar results, JSON-ready (the name every febone result uses)."""
@@ -102,7 +104,8 @@ class CompressionResult:
                 "removed_voxels", "n_dofs", "iterations",
                 "solve_seconds", "wall_seconds", "device", "peak_memory_bytes",
                 "failure_load_N", "effective_strain_2pct", "compile_seconds", "residual",
-                "n_voxels", "peak_rss_bytes", "axis", "applied_displacement_mm", "threshold"]
+                "n_voxels", "peak_rss_bytes", "axis", "applied_displacement_mm", "threshold",
+                "precision"]
         out = {k: getattr(self, k) for k in keys}
         out["voxel_size_mm"] = list(self.voxel_size_mm)
         out["shape"] = list(self.shape)
@@ -209,7 +212,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
                   strain: float | None = None, axis: str = "z",
                   solver: VoxelPCG | None = None, out: str | Path | None = None,
                   segmentation: Segmentation | None = None, removed_voxels: int = 0,
-                  start: float | None = None) -> CompressionResult:
+                  start: float | None = None, precision: str | None = None) -> CompressionResult:
     """Compression test of a bone mask (see :func:`compress` for the arguments).
 
     Args:
@@ -219,6 +222,8 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         displacement, strain: shortening (mm) or apparent compressive strain, both positive
             (a negative value, tension, is refused).
         removed_voxels: voxels the caller removed before (reported in the result).
+        precision: ``"float64"``, ``"mixed"`` or ``"float32"`` (:mod:`febone.precision`);
+            ``None``: from the solver and JAX's x64 setting.
     """
     start = time.perf_counter() if start is None else start
     if axis not in AXES:
@@ -250,7 +255,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
     else:
         raise ValueError(f"E must be a scalar, the image shape {grid.shape} or one value per "
                          f"bone voxel ({grid.n_voxels},); got {E_arr.shape}")
-    solver = solver or VoxelPCG()
+    solver, mode = resolve_precision(solver, precision)
     mg = solver.multigrid
     model = VoxelModel.create(grid, max_coarse_nodes=mg.max_coarse_nodes, max_levels=mg.max_levels)
     bottom = grid.plane_nodes(axis, "min")
@@ -261,7 +266,8 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
     log.info("compress: %d bone voxels, %d dofs, %d levels, δ = %.4g mm along %s",
              grid.n_voxels, model.n_dofs, len(model.levels), delta, axis)
     t0 = time.perf_counter()
-    run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver)
+    run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver,
+                                      precision=mode.name)
     compile_seconds = time.perf_counter() - t0
     sol = run(E_vox, bcs, nu=nu)
     reactions = voxel_reactions(model, E_vox, bcs, sol.u, nu=nu)
@@ -282,7 +288,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         peak_memory_bytes=memory, peak_rss_bytes=_peak_rss(), voxel_size_mm=grid.voxel_size,
         shape=grid.shape, axis=axis, applied_displacement_mm=delta,
         threshold=None if segmentation is None else segmentation.threshold, u=sol.u,
-        effective_strain=eff)
+        effective_strain=eff, precision=mode.name)
     return replace(result, wall_seconds=time.perf_counter() - start)
 
 
@@ -290,7 +296,8 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
              sigma: float = 0.0, resample: int = 1, calibration: tuple | None = None,
              keep_islands: bool = False, E=18000.0, nu=0.3, displacement: float | None = None,
              strain: float | None = None, axis: str = "z", solver: VoxelPCG | None = None,
-             out: str | Path | None = None, key: str | None = None) -> CompressionResult:
+             out: str | Path | None = None, key: str | None = None,
+             precision: str | None = None) -> CompressionResult:
     """Uniaxial compression test of a micro-CT image.
 
     Args:
@@ -309,6 +316,8 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
         out: directory for ``compression.vtu`` (displacement, moduli, effective strain,
             SED, von Mises stress per voxel).
         key: array name inside an .npz file.
+        precision: ``"float64"`` (rtol ≥ 1e-12), ``"mixed"`` (float32 iterations, float64
+            answers) or ``"float32"`` (rtol ≥ 1e-5, default 1e-5); :mod:`febone.precision`.
 
     Returns:
         :class:`CompressionResult`.
@@ -329,7 +338,7 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
                         100.0 * removed / seg.mask.sum(), axis, n)
     return compress_mask(mask, seg.voxel_size, E=E, nu=nu, displacement=displacement,
                          strain=strain, axis=axis, solver=solver, out=out, segmentation=seg,
-                         removed_voxels=removed, start=start)
+                         removed_voxels=removed, start=start, precision=precision)
 
 
 def write_fields(out, grid: VoxelGrid, model: VoxelModel, E_vox, nu, u, eff) -> Path:

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..precision import CONTRACTION
 from .grid import GRID_CORNERS, VoxelLevel, VoxelModel
 from .operator import (_chunked, apply_stiffness, corner_nodes, element_stiffness,
                        gather_corners, scatter_corners)
@@ -164,20 +165,21 @@ def working_dtype(name: str):
     return jnp.result_type(float) if name == "float64" else jnp.dtype(jnp.float32)
 
 
-def chebyshev_upper_bound(voxel_size, nu, jacobi: str = "point"):
+def chebyshev_upper_bound(voxel_size, nu, jacobi: str = "point", dtype=None):
     """Largest eigenvalue of De⁻¹Ke for one voxel (traceable in ν): an upper bound of
     λ_max(D⁻¹K) for any assembly of scaled copies of Ke, since
     xᵀKx = Σ_e xᵀKe x ≤ λ Σ_e xᵀDe x = λ xᵀDx. ``jacobi="block"``: De is the element's
-    nodal 3×3 block diagonal (the same argument holds)."""
-    ke = element_stiffness(voxel_size, nu, jnp.result_type(float))
+    nodal 3×3 block diagonal (the same argument holds). ``dtype``: of the computation
+    (default float64 when x64 is enabled)."""
+    ke = element_stiffness(voxel_size, nu, jnp.result_type(float) if dtype is None else dtype)
     if jacobi == "point":
         d = 1.0 / jnp.sqrt(jnp.diagonal(ke))
         return jnp.linalg.eigvalsh(d[:, None] * ke * d[None, :]).max()
     # batched over the 8 corners (few compiled kernels): eigenvalues of W Ke Wᵀ with
     # W = blockdiag(L_a⁻¹), L_a L_aᵀ the corner blocks of De
     k4 = ke.reshape(8, 3, 8, 3)
-    Linv = jnp.linalg.inv(jnp.linalg.cholesky(jnp.einsum("aiaj->aij", k4)))
-    return jnp.linalg.eigvalsh(jnp.einsum("aik,akbl,bjl->aibj", Linv, k4, Linv)
+    Linv = jnp.linalg.inv(jnp.linalg.cholesky(jnp.einsum("aiaj->aij", k4, precision=CONTRACTION)))
+    return jnp.linalg.eigvalsh(jnp.einsum("aik,akbl,bjl->aibj", Linv, k4, Linv, precision=CONTRACTION)
                                .reshape(24, 24)).max()
 
 
@@ -185,7 +187,7 @@ def apply_inverse_diagonal(inv: jax.Array, r: jax.Array) -> jax.Array:
     """Jacobi step D⁻¹ r: ``inv`` is (n_nodes, 3) point or (n_nodes, 3, 3) block inverses."""
     if inv.ndim == 2:
         return inv * r
-    return jnp.einsum("nij,nj->ni", inv, r)
+    return jnp.einsum("nij,nj->ni", inv, r, precision=CONTRACTION)
 
 
 def child_prolongations() -> np.ndarray:
@@ -281,17 +283,18 @@ def _apply_level(level: VoxelLevel, form: str, Ke, E, x):
         K_all = Ke.transpose(1, 0, 2).reshape(24, 192)
 
         def forces(ue, e):
-            return jnp.einsum("nc,ncj->nj", e, (ue @ K_all).reshape(-1, 8, 24))
-        return _chunked(level, E, x, forces)
+            return jnp.einsum("nc,ncj->nj", e, jnp.matmul(ue, K_all, precision=CONTRACTION)
+                              .reshape(-1, 8, 24), precision=CONTRACTION)
+        return _chunked(level, E, x, forces, width=24 + 192 + 24)
     ue = gather_corners(level, x)
-    return _scatter(level, jnp.einsum("eij,ej->ei", Ke, ue))
+    return _scatter(level, jnp.einsum("eij,ej->ei", Ke, ue, precision=CONTRACTION))
 
 
 def _element_diagonal(form: str, Ke, E):
     if form == "scaled":
         return E[:, None] * jnp.diagonal(Ke)[None, :]
     if form == "children":
-        return E @ jnp.diagonal(Ke, axis1=1, axis2=2)
+        return jnp.matmul(E, jnp.diagonal(Ke, axis1=1, axis2=2), precision=CONTRACTION)
     return jnp.diagonal(Ke, axis1=1, axis2=2)
 
 
@@ -303,7 +306,7 @@ def _block_columns(form: str, Ke, E, j: int):
     if form == "scaled":
         return E[:, None] * Ke[rows, cols][None, :]
     if form == "children":
-        return E @ Ke[:, rows, cols]
+        return jnp.matmul(E, Ke[:, rows, cols], precision=CONTRACTION)
     return Ke[:, rows, cols]
 
 
@@ -335,7 +338,7 @@ def _element_matrices(form: str, Ke, E):
     if form == "scaled":
         return E[:, None, None] * Ke[None]
     if form == "children":
-        return (E @ Ke.reshape(8, 576)).reshape(-1, 24, 24)
+        return jnp.matmul(E, Ke.reshape(8, 576), precision=CONTRACTION).reshape(-1, 24, 24)
     return Ke
 
 
@@ -345,8 +348,8 @@ def _galerkin_matrices(level: VoxelLevel, prev_form: str, prev_Ke, prev_E, P) ->
     if prev_form == "children":  # level 2 straight from the fine moduli: (n, 64) @ (64, 576)
         Epad = jnp.concatenate([prev_E, jnp.zeros((1, 8), prev_E.dtype)])
         E64 = Epad[level.children].reshape(n, 64)  # [c2, c1]
-        M = jnp.einsum("cai,dab,cbj->cdij", P, prev_Ke, P).reshape(64, 576)
-        return (E64 @ M.astype(E64.dtype)).reshape(n, 24, 24)
+        M = jnp.einsum("cai,dab,cbj->cdij", P, prev_Ke, P, precision=CONTRACTION).reshape(64, 576)
+        return jnp.matmul(E64, M.astype(E64.dtype), precision=CONTRACTION).reshape(n, 24, 24)
     child = _element_matrices(prev_form, prev_Ke, prev_E)
     child = jnp.concatenate([child, jnp.zeros((1, 24, 24), child.dtype)])
     P = P.astype(child.dtype)
@@ -354,7 +357,7 @@ def _galerkin_matrices(level: VoxelLevel, prev_form: str, prev_Ke, prev_E, P) ->
     def add_child(c, out):  # a loop, not 8 unrolled copies: fewer compiled kernels
         Pc = lax.dynamic_index_in_dim(P, c, keepdims=False)
         rows = lax.dynamic_index_in_dim(level.children, c, axis=1, keepdims=False)
-        return out + jnp.einsum("ai,eab,bj->eij", Pc, child[rows], Pc)
+        return out + jnp.einsum("ai,eab,bj->eij", Pc, child[rows], Pc, precision=CONTRACTION)
     return lax.fori_loop(0, 8, add_child, jnp.zeros((n, 24, 24), child.dtype))
 
 
@@ -409,15 +412,15 @@ def _lanczos_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float):
     def body(j, s):
         r, z, p, rz, alphas, betas = s
         Ap = A(p)
-        alpha = _safe_div(rz, jnp.vdot(p, Ap))
+        alpha = _safe_div(rz, _vdot(p, Ap))
         r = r - alpha * Ap
         z = apply_inverse_diagonal(inv_diag, r)
-        rz_new = jnp.vdot(r, z)
+        rz_new = _vdot(r, z)
         beta = _safe_div(rz_new, rz)
         return r, z, z + beta * p, rz_new, alphas.at[j].set(alpha), betas.at[j].set(beta)
 
     zeros = jnp.zeros((k,), dtype)
-    *_, alphas, betas = jax.lax.fori_loop(0, k, body, (b, z, z, jnp.vdot(b, z), zeros, zeros))
+    *_, alphas, betas = jax.lax.fori_loop(0, k, body, (b, z, z, _vdot(b, z), zeros, zeros))
     inv_a = _safe_div(1.0, alphas)
     diag = inv_a + jnp.concatenate([jnp.zeros((1,), dtype), betas[:-1] * inv_a[:-1]])
     off = jnp.sqrt(jnp.maximum(betas[:-1], 0.0)) * inv_a[:-1]
@@ -426,7 +429,7 @@ def _lanczos_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float):
 
 
 def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
-                    options: Multigrid) -> MultigridData:
+                    options: Multigrid, *, setup_dtype=None) -> MultigridData:
     """Build the per-solve multigrid data from the fine moduli and the fixed-dof mask.
 
     Args:
@@ -435,9 +438,12 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
         nu: Poisson's ratio.
         fixed: (n_nodes, 3) bool, fine dofs with prescribed displacement.
         options: :class:`Multigrid`.
+        setup_dtype: precision of the setup (element stiffness, smoother bound, coarsest
+            inverse); default float64 when x64 is enabled. The float32 precision mode passes
+            float32, so that nothing of its solve runs in float64.
     """
     dtype = working_dtype(options.dtype)
-    wide = jnp.result_type(float)  # float64 when x64 is enabled
+    wide = jnp.result_type(float) if setup_dtype is None else jnp.dtype(setup_dtype)
     E = jax.lax.stop_gradient(E).astype(dtype)
     nu = jax.lax.stop_gradient(nu)
     ke0 = element_stiffness(model.voxel_size, nu, wide)
@@ -454,7 +460,7 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
         elif l == 1:  # Galerkin level 1 from the 8 child moduli of each coarse voxel
             Epad = jnp.concatenate([Es[-1], jnp.zeros((1,), dtype)])
             Ec = Epad[lev.children]
-            Kc = jnp.einsum("cai,ab,cbj->cij", P, Kes[0], P)
+            Kc = jnp.einsum("cai,ab,cbj->cij", P, Kes[0], P, precision=CONTRACTION)
             if forms[l] == "children":
                 Es.append(Ec)
                 Kes.append(Kc)
@@ -463,7 +469,7 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
                 Kes.append(_element_matrices("children", Kc, Ec))
         else:
             prev_form = "children" if l == 2 else "matrices"
-            prev_Ke = jnp.einsum("cai,ab,cbj->cij", P, Kes[0], P) if l == 2 else Kes[-1]
+            prev_Ke = jnp.einsum("cai,ab,cbj->cij", P, Kes[0], P, precision=CONTRACTION) if l == 2 else Kes[-1]
             Kes.append(_galerkin_matrices(lev, prev_form, prev_Ke, Es[-1], P))
             Es.append(jnp.zeros((0,), dtype))
     free = [jnp.where(fixed, 0.0, 1.0).astype(dtype)]
@@ -471,7 +477,7 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
         touched = restrict(fine, coarse, 1.0 - free[-1])  # > 0 where a fixed fine dof is reached
         free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype))
     inv_diag, upper = [], []
-    rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi).astype(dtype)
+    rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi, wide).astype(dtype)
     for l, lev in enumerate(levels):
         if options.jacobi == "point":
             d = _scatter(lev, _element_diagonal(forms[l], Kes[l], Es[l]))
@@ -527,6 +533,10 @@ def _chebyshev(A, inv_diag, x, r, degree: int, lo, hi, want_residual: bool = Tru
     return x + d, None
 
 
+def _vdot(a, b):
+    return jnp.vdot(a, b, precision=CONTRACTION)
+
+
 def _safe_div(a, b):
     return jnp.where(b != 0, a / jnp.where(b != 0, b, 1.0), 0.0)
 
@@ -556,7 +566,8 @@ def vcycle(model: VoxelModel, mg: MultigridData, r: jax.Array, options: Multigri
 
     def cycle(l, b):
         if l == n_levels - 1:
-            return (mg.chol @ (mg.free[l] * b).reshape(-1)).reshape(b.shape)
+            return jnp.matmul(mg.chol, (mg.free[l] * b).reshape(-1),
+                              precision=CONTRACTION).reshape(b.shape)
         lev, A = model.levels[l], op(l)
         hi = mg.upper[l]
         lo = hi / float(options.ratio)
@@ -581,10 +592,10 @@ def vcycle(model: VoxelModel, mg: MultigridData, r: jax.Array, options: Multigri
             x, res, p_prev, Ap_prev, d_prev = s
             z = cycle(l, res)
             Az = A(z)
-            beta = _safe_div(jnp.vdot(z, Ap_prev), d_prev)
+            beta = _safe_div(_vdot(z, Ap_prev), d_prev)
             p, Ap = z - beta * p_prev, Az - beta * Ap_prev
-            d = jnp.vdot(p, Ap)
-            alpha = _safe_div(jnp.vdot(p, res), d)
+            d = _vdot(p, Ap)
+            alpha = _safe_div(_vdot(p, res), d)
             return x + alpha * p, res - alpha * Ap, p, Ap, d
 
         zero = jnp.zeros_like(b)

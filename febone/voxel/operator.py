@@ -19,12 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..device import device_memory_bytes, device_platform
 from ..mesh.elements import element
+from ..precision import CONTRACTION
 from .grid import GRID_TO_VTK, VoxelLevel
 
 __all__ = ["reference_stiffness", "element_stiffness", "corner_starts", "gather_corners",
            "scatter_corners", "corner_nodes", "apply_stiffness", "stiffness_diagonal", "element_energy",
-           "center_gradient", "lame_unit"]
+           "center_gradient", "lame_unit", "chunk_size", "CHUNK"]
 
 # dof permutation VTK order -> grid order
 _PERM = np.array([3 * a + i for a in GRID_TO_VTK for i in range(3)])
@@ -114,23 +116,64 @@ def scatter_corners(level: VoxelLevel, fe: jax.Array, starts=None) -> jax.Array:
     return out.reshape(-1, 3)
 
 
-#: voxels per chunk of the matrix-free product: bounds its (chunk, 24) temporaries to a few
-#: MB, so they stay in cache and the solver's memory stays a few nodal vectors. Measured on
+#: voxels per chunk of the matrix-free product on CPUs: bounds its (chunk, 24) temporaries to a
+#: few MB, so they stay in cache and the solver's memory stays a few nodal vectors. Measured on
 #: the 39 µm LHDL grid (194k voxels, 2-core x86_64): float64 product 10 ms chunked against
 #: 81 ms in one piece, float32 6 ms against 36 ms.
 CHUNK = 16384
 
+#: share of the device memory the product's temporaries may take in one piece on a GPU
+MEMORY_SHARE = 0.25
 
-def _chunked(level: VoxelLevel, E: jax.Array, u: jax.Array, element_forces):
+
+def chunk_size(n_voxels: int, bytes_per_voxel: int, *, platform: str | None = None,
+               memory_bytes: int | None = None) -> int:
+    """Voxels per pass of the matrix-free product, chosen per backend.
+
+    On a CPU the product loops over :data:`CHUNK`-voxel chunks (cache-sized temporaries;
+    6-8× faster than one piece there). On a GPU (or TPU) each sequential pass is a kernel
+    launch and a loop step, so the product runs in one piece unless its temporaries,
+    ``n_voxels × bytes_per_voxel``, would exceed :data:`MEMORY_SHARE` (25 %) of the device
+    memory; then in the largest multiple of ``CHUNK`` that fits that share.
+
+    Args:
+        n_voxels: voxels of the level.
+        bytes_per_voxel: bytes of the product's temporaries per voxel (gathered element
+            vectors, element forces, corner ids).
+        platform: ``"cpu"``, ``"gpu"``, ``"tpu"``...; default: JAX's default backend.
+        memory_bytes: device memory, bytes; default: the first device's ``bytes_limit``
+            (:func:`febone.device.device_memory_bytes`); unknown on a GPU means one piece.
+
+    Returns:
+        The chunk length, 1 ≤ chunk ≤ max(n_voxels, 1) (``n_voxels``: one piece).
+    """
+    n = max(int(n_voxels), 1)
+    platform = device_platform() if platform is None else platform
+    if platform == "cpu":
+        return min(CHUNK, n)
+    if memory_bytes is None:
+        memory_bytes = device_memory_bytes()
+    if memory_bytes is None:
+        return n
+    budget = MEMORY_SHARE * float(memory_bytes)
+    if n * bytes_per_voxel <= budget:
+        return n
+    fits = int(budget // max(bytes_per_voxel, 1))
+    return int(min(n, max(CHUNK, fits // CHUNK * CHUNK)))
+
+
+def _chunked(level: VoxelLevel, E: jax.Array, u: jax.Array, element_forces, width: int = 48):
     """Σ over voxel chunks of scatter(element_forces(gather(u), E_chunk)), in a fori_loop
-    (one piece for grids of at most CHUNK voxels)."""
+    (one piece for grids of at most :func:`chunk_size` voxels). ``width``: floats of
+    temporaries per voxel (24 gathered + 24 forces, more for wider products)."""
     n = level.n_voxels
     dtype = u.dtype
-    if n <= CHUNK:
+    chunk = chunk_size(n, (width + 1) * jnp.dtype(dtype).itemsize + 16)
+    if n <= chunk:
         starts = corner_starts(level)
         return scatter_corners(level, element_forces(gather_corners(level, u, starts),
                                                      E.astype(dtype)), starts)
-    n_chunks = -(-n // CHUNK)
+    n_chunks = -(-n // chunk)
     Ny, Nx = level.node_shape[1], level.node_shape[2]
     off = jnp.asarray([(cz * Ny + cy) * Nx for cz in (0, 1) for cy in (0, 1)], jnp.int32)
     E = E.astype(dtype)
@@ -139,11 +182,11 @@ def _chunked(level: VoxelLevel, E: jax.Array, u: jax.Array, element_forces):
     def body(c, out):
         # the last chunk is shifted back to end at voxel n; the voxels it shares with the
         # previous chunk get zero moduli (zero forces), so nothing is padded or copied
-        start = jnp.minimum(c * CHUNK, n - CHUNK)
-        b = lax.dynamic_slice_in_dim(level.vox_base, start, CHUNK)
-        e = lax.dynamic_slice_in_dim(E, start, CHUNK)
-        new = (start + jnp.arange(CHUNK)) >= c * CHUNK
-        e = jnp.where(new.reshape((CHUNK,) + (1,) * (e.ndim - 1)), e, 0)
+        start = jnp.minimum(c * chunk, n - chunk)
+        b = lax.dynamic_slice_in_dim(level.vox_base, start, chunk)
+        e = lax.dynamic_slice_in_dim(E, start, chunk)
+        new = (start + jnp.arange(chunk)) >= c * chunk
+        e = jnp.where(new.reshape((chunk,) + (1,) * (e.ndim - 1)), e, 0)
         starts = 3 * level.node_index.at[b[:, None] + off[None, :]].get(mode="promise_in_bounds")
         ue = lax.gather(uf, starts[..., None], _GATHER, slice_sizes=(6,),
                         mode="promise_in_bounds").reshape(-1, 24)
@@ -168,7 +211,7 @@ def apply_stiffness(level: VoxelLevel, Ke: jax.Array, E: jax.Array, u: jax.Array
         (n_nodes, 3) nodal forces, N.
     """
     K = Ke.astype(u.dtype)
-    return _chunked(level, E, u, lambda ue, e: (ue @ K) * e[:, None])
+    return _chunked(level, E, u, lambda ue, e: jnp.matmul(ue, K, precision=CONTRACTION) * e[:, None])
 
 
 def stiffness_diagonal(level: VoxelLevel, Ke: jax.Array, E: jax.Array) -> jax.Array:
@@ -180,7 +223,7 @@ def stiffness_diagonal(level: VoxelLevel, Ke: jax.Array, E: jax.Array) -> jax.Ar
 def element_energy(level: VoxelLevel, Ke: jax.Array, u: jax.Array) -> jax.Array:
     """(n_voxels,) uᵉᵀ Ke uᵉ per voxel for unit modulus, N·mm (= 2 × strain energy / E)."""
     ue = gather_corners(level, u)
-    return jnp.einsum("ei,ij,ej->e", ue, Ke.astype(u.dtype), ue)
+    return jnp.einsum("ei,ij,ej->e", ue, Ke.astype(u.dtype), ue, precision=CONTRACTION)
 
 
 def center_gradient(voxel_size) -> np.ndarray:

@@ -19,15 +19,16 @@ import numpy as np
 
 from ..device import device_description
 from ..fe.bc import BoundaryConditions
+from ..precision import CONTRACTION, PrecisionMode, resolve_solver
 from ..solve.constraints import check_constraints
-from ..solve.pcg import PCGInfo, pcg
+from ..solve.pcg import pcg, refine
 from ..solve.progress import throttled
 from ..solve.solution import ConvergenceError, Solution, SolveStats
 from .grid import VoxelGrid, VoxelModel
 from .multigrid import Multigrid, setup_multigrid, vcycle
 from .operator import apply_stiffness, element_stiffness, stiffness_diagonal
 
-__all__ = ["VoxelPCG", "solve_voxel", "voxel_reactions", "compile_voxel_solve"]
+__all__ = ["VoxelPCG", "solve_voxel", "voxel_reactions", "compile_voxel_solve", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,13 @@ def _progress_callback(k, rel):
         _PROGRESS[-1](k, rel)
 
 
-def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke):
+def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke, setup_dtype):
     free = ~fixed
     if solver.preconditioner == "multigrid":
         mg_opts = solver.multigrid
         if mg_opts.dtype != "float32" and dtype == jnp.float32:
             mg_opts = replace(mg_opts, dtype="float32")
-        mg = setup_multigrid(model, E, nu, fixed, mg_opts)
+        mg = setup_multigrid(model, E, nu, fixed, mg_opts, setup_dtype=setup_dtype)
 
         def apply(r):
             z = vcycle(model, mg, jnp.where(free, r, 0.0), mg_opts)
@@ -147,7 +148,7 @@ def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke):
 
 def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: VoxelPCG,
                 throw: bool):
-    dtype = jnp.result_type(float)
+    dtype = u0.dtype  # the precision mode's (float64, or float32 in float32 mode)
     fixed = jnp.asarray(fixed)
     free = ~fixed
     fine = model.fine
@@ -161,7 +162,6 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
         return jnp.where(free, stiffness(jnp.where(free, x, 0.0)), x)
 
     rhs = jnp.where(free, jnp.asarray(forces, dtype) - stiffness(u_d), 0.0)
-    bnorm = jnp.sqrt(jnp.vdot(rhs, rhs))
     x0 = jax.lax.stop_gradient(jnp.where(free, u0 - u_d, 0.0))
     cap = solver.iteration_cap
 
@@ -169,7 +169,7 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
     monitor = throttled(_progress_callback) if solver.progress else None
     krylov = partial(pcg, flexible=solver.flexible, monitor=monitor)
     if not solver.mixed_precision:
-        precondition = _preconditioner(model, E, nu, fixed, solver, dtype, Ke)
+        precondition = _preconditioner(model, E, nu, fixed, solver, dtype, Ke, dtype)
 
         def cg(matvec, b):
             return krylov(matvec, b, precondition, x0, rtol=solver.rtol, atol=solver.atol,
@@ -178,34 +178,18 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
         lo = jnp.float32
         E_lo = jax.lax.stop_gradient(E).astype(lo)
         Ke_lo = element_stiffness(model.voxel_size, jax.lax.stop_gradient(nu), lo)
-        precondition = _preconditioner(model, E_lo, nu, fixed, solver, lo, Ke_lo)
+        precondition = _preconditioner(model, E_lo, nu, fixed, solver, lo, Ke_lo,
+                                       dtype)
 
         def op_lo(x):
             return jnp.where(free, apply_stiffness(fine, Ke_lo, E_lo, jnp.where(free, x, 0.0)), x)
 
         def cg(matvec, b):
-            bn = jnp.sqrt(jnp.vdot(b, b))
-            tol = jnp.maximum(solver.rtol * bn, solver.atol)
-
-            def cond(s):
-                _, r, k, _, broke = s
-                return (jnp.sqrt(jnp.vdot(r, r)) > tol) & (k < cap) & ~broke
-
-            def body(s):
-                x, r, k, outer, _ = s
-                scale = jnp.sqrt(jnp.vdot(r, r))
-                rs = (r / scale).astype(lo)
-                d, info = krylov(op_lo, rs, precondition, jnp.zeros_like(rs),
-                                 rtol=solver.inner_rtol, atol=0.0, max_iter=cap)
-                x = x + scale * d.astype(b.dtype)
-                return x, b - matvec(x), k + info.iterations, outer + 1, info.breakdown
-
-            x = x0
-            state = (x, b - matvec(x), jnp.asarray(0), jnp.asarray(0), jnp.asarray(False))
-            x, r, k, _, broke = jax.lax.while_loop(cond, body, state)
-            rn = jnp.sqrt(jnp.vdot(r, r))
-            rel = rn / jnp.where(bn == 0, 1.0, bn)
-            return x, PCGInfo(k, rel, (rn <= tol) & ~broke, broke)
+            def inner(rs):
+                return krylov(op_lo, rs, precondition, jnp.zeros_like(rs),
+                              rtol=solver.inner_rtol, atol=0.0, max_iter=cap)
+            return refine(matvec, b, x0, inner, rtol=solver.rtol, atol=solver.atol,
+                          max_iter=cap, inner_dtype=lo)
 
     x, info = jax.lax.custom_linear_solve(operator, rhs, cg, symmetric=True, has_aux=True)
     u = x + u_d
@@ -269,9 +253,23 @@ def check_voxel_supports(grid: VoxelGrid, bcs: BoundaryConditions) -> None:
     check_constraints(grid.node_points(), grid.voxel_nodes(), np.asarray(bcs.fixed))
 
 
+def resolve_precision(solver: VoxelPCG | None, precision) -> tuple[VoxelPCG, PrecisionMode]:
+    """The solver and :class:`febone.precision.PrecisionMode` of a voxel solve.
+
+    ``precision=None`` keeps the solver's choice: ``"mixed"`` when
+    ``solver.mixed_precision``, else float64 with x64 enabled and float32 without. A named
+    mode sets ``mixed_precision`` to match. Without a solver the mode's default rtol is used.
+
+    Raises:
+        ValueError: an unknown mode, a float64 mode without x64, or an rtol below what the
+            mode reaches (:func:`febone.precision.check_rtol`).
+    """
+    return resolve_solver(solver, precision, VoxelPCG)
+
+
 def solve_voxel(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
                 solver: VoxelPCG | None = None, u0=None, throw: bool = True,
-                grid: VoxelGrid | None = None) -> Solution:
+                grid: VoxelGrid | None = None, precision: str | None = None) -> Solution:
     """Solve K(E) u = f on a voxel model.
 
     Args:
@@ -281,21 +279,26 @@ def solve_voxel(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
         bcs: :class:`febone.BoundaryConditions` over the ``model.n_nodes`` active nodes
             (compact ids, see :meth:`VoxelGrid.plane_nodes`), mm and N.
         nu: Poisson's ratio (scalar).
-        solver: :class:`VoxelPCG` (default: multigrid-preconditioned CG, rtol 1e-8).
+        solver: :class:`VoxelPCG` (default: multigrid-preconditioned CG at the precision
+            mode's default rtol: 1e-8, or 1e-5 in float32).
         u0: (n_nodes, 3) initial guess, mm.
         throw: raise :class:`febone.ConvergenceError` if CG fails; inside ``jit``/``grad``
             a non-converged answer is returned as NaN instead.
         grid: the :class:`VoxelGrid`; when given, check on the host that the supports
             remove all rigid-body motions of every connected part.
+        precision: ``"float64"`` (rtol ≥ 1e-12), ``"mixed"`` (float32 iterations, float64
+            answers; rtol ≥ 1e-12) or ``"float32"`` (rtol ≥ 1e-5); see
+            :mod:`febone.precision`. ``None``: from the solver and JAX's x64 setting.
 
     Returns:
-        :class:`febone.Solution` with ``u: (n_nodes, 3)`` mm (components x, y, z).
+        :class:`febone.Solution` with ``u: (n_nodes, 3)`` mm (components x, y, z), in the
+        mode's dtype (float32 only in the float32 mode).
     """
-    solver = solver or VoxelPCG()
+    solver, mode = resolve_precision(solver, precision)
     _check_inputs(model, E, nu, bcs)
     if grid is not None and not _traced(bcs):
         check_voxel_supports(grid, bcs)
-    dtype = jnp.result_type(float)
+    dtype = mode.dtype
     u0 = jnp.zeros((model.n_nodes, 3), dtype) if u0 is None else jnp.asarray(u0, dtype)
     E = jnp.asarray(E, dtype)
     traced = _traced(E, nu, bcs, u0)
@@ -331,17 +334,19 @@ def _finish(u, info, solver, throw, traced, start, dtype, model) -> Solution:
 
 
 def compile_voxel_solve(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
-                        solver: VoxelPCG | None = None, throw: bool = True):
+                        solver: VoxelPCG | None = None, throw: bool = True,
+                        precision: str | None = None):
     """Ahead-of-time compile the solve for these shapes.
 
     Returns:
         ``(run, memory_bytes)``: ``run(E, bcs, nu=..., u0=None) -> Solution`` calls the
         compiled executable; ``memory_bytes`` is XLA's buffer estimate (arguments + outputs
         + temporaries, bytes) for one solve, or ``None`` if the backend gives none.
+        ``precision`` as in :func:`solve_voxel`.
     """
-    solver = solver or VoxelPCG()
+    solver, mode = resolve_precision(solver, precision)
     _check_inputs(model, E, nu, bcs)
-    dtype = jnp.result_type(float)
+    dtype = mode.dtype
     u0 = jnp.zeros((model.n_nodes, 3), dtype)
     args = (model, jnp.asarray(E, dtype), jnp.asarray(nu, dtype), bcs.fixed, bcs.values,
             bcs.forces, u0)
