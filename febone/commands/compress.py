@@ -59,6 +59,10 @@ def register(subparsers) -> None:
     p.add_argument("--preconditioner", choices=["multigrid", "jacobi", "none"],
                    default="multigrid", help="CG preconditioner (multigrid)")
     p.add_argument("--max-iter", type=int, default=None, help="CG iteration cap")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="split the model over N devices: z-slabs with one node layer of halo, "
+                        "the same answer as one device, about 1/N of its memory each (float64; "
+                        "on a CPU, N host devices)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--out", metavar="DIR", help="write compression.vtu with the fields")
     add_precision_options(p)
@@ -76,6 +80,19 @@ def _threshold(value: str):
         raise ValueError(f"--threshold {value!r}: give a number or 'otsu'") from None
 
 
+def _host_devices(n: int) -> None:
+    """``--devices N`` on a CPU: N host devices, set before JAX starts its backend (XLA reads
+    the count once; accelerators list their own devices and are unaffected)."""
+    if n <= 1:
+        return
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backend runs already: the split names what is missing
+        log.debug("JAX's backend started before --devices %d could add host devices", n)
+
+
 def run(args) -> int:
     return run_with_outputs(args, _run, command="compress", expected=["compression.vtu", "*.png"])
 
@@ -89,6 +106,7 @@ def _run(args) -> int:
         raise ValueError(f"--voxel-size takes 1 value or 3 (dz dy dx); got {len(size)}")
     if size is not None and len(size) == 1:
         size = size[0]
+    _host_devices(args.devices)
     from ..precision import precision_mode
 
     mode = precision_mode(args.precision)
@@ -99,7 +117,8 @@ def _run(args) -> int:
                       sigma=args.sigma, resample=args.resample, calibration=args.calibration,
                       keep_islands=args.keep_islands, E=args.E, nu=args.nu,
                       displacement=args.displacement, strain=args.strain, axis=args.axis,
-                      solver=solver, out=args.out, key=args.key, precision=mode.name)
+                      solver=solver, out=args.out, key=args.key, precision=mode.name,
+                      devices=args.devices)
     payload = result.summary()
     if args.out:
         from ..mesh.io import read_mesh

@@ -60,7 +60,8 @@ class CompressionResult:
         wall_seconds: the whole call (loading, segmentation, setup, solve, post), s.
         device: where it ran.
         peak_memory_bytes: XLA's buffer estimate of the solve (arguments + temporaries +
-            outputs); ``peak_rss_bytes`` is the process high-water mark for comparison.
+            outputs), summed over the devices; ``peak_rss_bytes`` is the process high-water
+            mark for comparison.
         peak_rss_bytes: process peak resident memory, bytes (includes the JAX runtime).
         voxel_size_mm: (dz, dy, dx) of the solved grid.
         shape: (nz, ny, nx) of the solved grid.
@@ -70,6 +71,8 @@ class CompressionResult:
         u: (n_nodes, 3) displacements of the active nodes, mm.
         effective_strain: (n_voxels,) √(2·SED/E) per bone voxel.
         precision: the precision mode of the solve (:mod:`febone.precision`).
+        devices: devices the model was split over (z-slabs, :mod:`febone.voxel.sharded`).
+        per_device_peak_memory_bytes: XLA's buffer estimate of the solve on one device.
     """
 
     reaction_force_N: float
@@ -97,6 +100,8 @@ class CompressionResult:
     u: jax.Array
     effective_strain: jax.Array
     precision: str = "float64"
+    devices: int = 1
+    per_device_peak_memory_bytes: int | None = None
 
     def summary(self) -> dict:
         """The scalar results, JSON-ready (the name every febone result uses)."""
@@ -105,7 +110,7 @@ class CompressionResult:
                 "solve_seconds", "wall_seconds", "device", "peak_memory_bytes",
                 "failure_load_N", "effective_strain_2pct", "compile_seconds", "residual",
                 "n_voxels", "peak_rss_bytes", "axis", "applied_displacement_mm", "threshold",
-                "precision"]
+                "precision", "devices", "per_device_peak_memory_bytes"]
         out = {k: getattr(self, k) for k in keys}
         out["voxel_size_mm"] = list(self.voxel_size_mm)
         out["shape"] = list(self.shape)
@@ -212,7 +217,8 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
                   strain: float | None = None, axis: str = "z",
                   solver: VoxelPCG | None = None, out: str | Path | None = None,
                   segmentation: Segmentation | None = None, removed_voxels: int = 0,
-                  start: float | None = None, precision: str | None = None) -> CompressionResult:
+                  start: float | None = None, precision: str | None = None,
+                  devices: int = 1) -> CompressionResult:
     """Compression test of a bone mask (see :func:`compress` for the arguments).
 
     Args:
@@ -224,6 +230,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         removed_voxels: voxels the caller removed before (reported in the result).
         precision: ``"float64"``, ``"mixed"`` or ``"float32"`` (:mod:`febone.precision`);
             ``None``: from the solver and JAX's x64 setting.
+        devices: split the model over this many devices (see :func:`compress`).
     """
     start = time.perf_counter() if start is None else start
     if axis not in AXES:
@@ -257,23 +264,36 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
                          f"bone voxel ({grid.n_voxels},); got {E_arr.shape}")
     solver, mode = resolve_precision(solver, precision)
     mg = solver.multigrid
-    model = VoxelModel.create(grid, max_coarse_nodes=mg.max_coarse_nodes, max_levels=mg.max_levels)
     bottom = grid.plane_nodes(axis, "min")
     top = grid.plane_nodes(axis, "max")
     comp = _COMPONENT[axis]
-    bcs = BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz")
+    bcs = BoundaryConditions.empty(int(grid.active.sum())).fix(bottom, "xyz")
     bcs = bcs.displace(top, **{axis: -delta})
-    log.info("compress: %d bone voxels, %d dofs, %d levels, δ = %.4g mm along %s",
-             grid.n_voxels, model.n_dofs, len(model.levels), delta, axis)
     t0 = time.perf_counter()
-    run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver,
-                                      precision=mode.name)
-    compile_seconds = time.perf_counter() - t0
-    sol = run(E_vox, bcs, nu=nu)
-    reactions = voxel_reactions(model, E_vox, bcs, sol.u, nu=nu)
+    if devices != 1:  # z-slabs, one per device; the global model is never built
+        from .sharded import compress_on_slabs
+
+        if mode.name != "float64":
+            raise ValueError(f"--devices {devices} solves in float64 only; drop --precision "
+                             f"{mode.name} or use one device")
+        sol, reactions, eff, per_device, compile_seconds = compress_on_slabs(
+            grid, E_vox, bcs, nu=nu, solver=solver, n_devices=devices)
+        memory = None if per_device is None else per_device * devices
+        model = VoxelModel.create(grid, max_levels=1) if out is not None else None
+    else:
+        model = VoxelModel.create(grid, max_coarse_nodes=mg.max_coarse_nodes,
+                                  max_levels=mg.max_levels)
+        log.info("compress: %d bone voxels, %d dofs, %d levels, δ = %.4g mm along %s",
+                 grid.n_voxels, model.n_dofs, len(model.levels), delta, axis)
+        run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver,
+                                          precision=mode.name)
+        compile_seconds = time.perf_counter() - t0
+        sol = run(E_vox, bcs, nu=nu)
+        reactions = voxel_reactions(model, E_vox, bcs, sol.u, nu=nu)
+        eff = effective_strain(model, sol.u, nu=nu)
+        per_device = memory
     force = -float(np.asarray(reactions)[top, comp].sum())
     modulus = (force / area) / (delta / length)
-    eff = effective_strain(model, sol.u, nu=nu)
     fail, eps2 = pistoia_failure_load(force, eff)
     if out is not None:
         write_fields(out, grid, model, E_vox, nu, sol.u, eff)
@@ -281,14 +301,15 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         reaction_force_N=force, apparent_modulus_MPa=float(modulus), failure_load_N=fail,
         effective_strain_2pct=eps2, bv_tv_model=grid.bv_tv,
         bv_tv_image=grid.bv_tv if segmentation is None else segmentation.bv_tv,
-        removed_voxels=removed_voxels, n_dofs=model.n_dofs,
+        removed_voxels=removed_voxels, n_dofs=3 * bcs.n_nodes,
         n_voxels=grid.n_voxels, iterations=int(sol.stats.iterations),
         residual=float(sol.stats.residual), solve_seconds=float(sol.stats.seconds),
         compile_seconds=compile_seconds, wall_seconds=0.0, device=device_description(),
         peak_memory_bytes=memory, peak_rss_bytes=_peak_rss(), voxel_size_mm=grid.voxel_size,
         shape=grid.shape, axis=axis, applied_displacement_mm=delta,
         threshold=None if segmentation is None else segmentation.threshold, u=sol.u,
-        effective_strain=eff, precision=mode.name)
+        effective_strain=eff, precision=mode.name, devices=int(devices),
+        per_device_peak_memory_bytes=per_device)
     return replace(result, wall_seconds=time.perf_counter() - start)
 
 
@@ -297,7 +318,7 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
              keep_islands: bool = False, E=18000.0, nu=0.3, displacement: float | None = None,
              strain: float | None = None, axis: str = "z", solver: VoxelPCG | None = None,
              out: str | Path | None = None, key: str | None = None,
-             precision: str | None = None) -> CompressionResult:
+             precision: str | None = None, devices: int = 1) -> CompressionResult:
     """Uniaxial compression test of a micro-CT image.
 
     Args:
@@ -318,6 +339,10 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
         key: array name inside an .npz file.
         precision: ``"float64"`` (rtol ≥ 1e-12), ``"mixed"`` (float32 iterations, float64
             answers) or ``"float32"`` (rtol ≥ 1e-5, default 1e-5); :mod:`febone.precision`.
+        devices: split the one model over this many devices: z-slabs with one node layer of
+            halo (:mod:`febone.voxel.sharded`; float64; the answer equals one device's to
+            round-off, each device holds about 1/devices of the memory). 1 (default): the
+            default device.
 
     Returns:
         :class:`CompressionResult`.
@@ -338,7 +363,8 @@ def compress(image, voxel_size=None, *, threshold: float | str | None = "otsu",
                         100.0 * removed / seg.mask.sum(), axis, n)
     return compress_mask(mask, seg.voxel_size, E=E, nu=nu, displacement=displacement,
                          strain=strain, axis=axis, solver=solver, out=out, segmentation=seg,
-                         removed_voxels=removed, start=start, precision=precision)
+                         removed_voxels=removed, start=start, precision=precision,
+                         devices=devices)
 
 
 def write_fields(out, grid: VoxelGrid, model: VoxelModel, E_vox, nu, u, eff) -> Path:
