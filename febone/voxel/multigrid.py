@@ -401,26 +401,36 @@ def _coarse_inverse_vmap(axis_size, in_batched, A):
     return lax.map(coarse_inverse, A), True
 
 
-def _lanczos_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float):
+def _lanczos_bound(A, inv_diag, n_nodes: int, dtype, steps: int, safety: float, *,
+                   dot=None, ids=None):
     """safety × the largest Ritz value of D⁻¹A after ``steps`` Jacobi-preconditioned CG
     steps (the Lanczos tridiagonal from the CG coefficients; Ritz values lie inside the
-    spectrum and the largest converges to λ_max much faster than power iteration)."""
+    spectrum and the largest converges to λ_max much faster than power iteration).
+
+    ``n_nodes`` counts the level's nodes; a model split over devices
+    (:mod:`febone.voxel.sharded`) passes its ``dot`` (sums over devices) and the (rows,)
+    global ``ids`` of its rows, which give every device count the same start vector."""
     k = int(min(steps, max(2, 3 * n_nodes // 2)))
-    b = jnp.cos(jnp.arange(3 * n_nodes, dtype=dtype) * 0.7548776662).reshape(-1, 3) + 1.5
+    if ids is None:
+        b = jnp.cos(jnp.arange(3 * n_nodes, dtype=dtype) * 0.7548776662).reshape(-1, 3) + 1.5
+    else:  # the same values: 3·id + component, exact integers in either dtype
+        row = 3 * ids.astype(dtype)[:, None] + jnp.arange(3, dtype=dtype)[None, :]
+        b = jnp.cos(row * 0.7548776662) + 1.5
+    vdot = _vdot if dot is None else dot
     z = apply_inverse_diagonal(inv_diag, b)
 
     def body(j, s):
         r, z, p, rz, alphas, betas = s
         Ap = A(p)
-        alpha = _safe_div(rz, _vdot(p, Ap))
+        alpha = _safe_div(rz, vdot(p, Ap))
         r = r - alpha * Ap
         z = apply_inverse_diagonal(inv_diag, r)
-        rz_new = _vdot(r, z)
+        rz_new = vdot(r, z)
         beta = _safe_div(rz_new, rz)
         return r, z, z + beta * p, rz_new, alphas.at[j].set(alpha), betas.at[j].set(beta)
 
     zeros = jnp.zeros((k,), dtype)
-    *_, alphas, betas = jax.lax.fori_loop(0, k, body, (b, z, z, _vdot(b, z), zeros, zeros))
+    *_, alphas, betas = jax.lax.fori_loop(0, k, body, (b, z, z, vdot(b, z), zeros, zeros))
     inv_a = _safe_div(1.0, alphas)
     diag = inv_a + jnp.concatenate([jnp.zeros((1,), dtype), betas[:-1] * inv_a[:-1]])
     off = jnp.sqrt(jnp.maximum(betas[:-1], 0.0)) * inv_a[:-1]

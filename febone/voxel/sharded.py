@@ -37,8 +37,8 @@ from ..solve.solution import ConvergenceError, Solution, SolveStats
 from .grid import VoxelModel
 from .halo import AXIS, assemble, dot, from_coarse, to_coarse
 from .multigrid import (MultigridData, _apply_level, _block_columns, _chebyshev, _downsample,
-                        _element_diagonal, _element_matrices, _form, _inverse3, _safe_div,
-                        _upsample, apply_inverse_diagonal, chebyshev_upper_bound,
+                        _element_diagonal, _element_matrices, _form, _inverse3, _lanczos_bound,
+                        _safe_div, _upsample, chebyshev_upper_bound,
                         coarse_inverse, setup_multigrid, working_dtype)
 from .operator import (apply_stiffness, corner_nodes, element_energy, element_stiffness,
                        scatter_corners, stiffness_diagonal)
@@ -100,35 +100,6 @@ def _real(level, dtype):
     return (level.node_flat < int(np.prod(level.node_shape))).astype(dtype)[:, None]
 
 
-def _lanczos_bound(A, inv_diag, halo, n_global: int, dtype, steps: int, safety: float):
-    """The Lanczos λ_max estimate of :mod:`febone.voxel.multigrid` with distributed dot
-    products and the same start vector (a function of the global node id), so every device
-    count gives the same bound."""
-    k = int(min(steps, max(2, 3 * n_global // 2)))
-    gid = 3 * halo.ids.astype(dtype)[:, None] + jnp.arange(3, dtype=dtype)[None, :]
-    b = jnp.cos(gid * 0.7548776662) + 1.5
-    vdot = partial(dot, halo)
-    z = apply_inverse_diagonal(inv_diag, b)
-
-    def body(j, s):
-        r, z, p, rz, alphas, betas = s
-        Ap = A(p)
-        alpha = _safe_div(rz, vdot(p, Ap))
-        r = r - alpha * Ap
-        z = apply_inverse_diagonal(inv_diag, r)
-        rz_new = vdot(r, z)
-        beta = _safe_div(rz_new, rz)
-        return r, z, z + beta * p, rz_new, alphas.at[j].set(alpha), betas.at[j].set(beta)
-
-    zeros = jnp.zeros((k,), dtype)
-    *_, alphas, betas = jax.lax.fori_loop(0, k, body, (b, z, z, vdot(b, z), zeros, zeros))
-    inv_a = _safe_div(1.0, alphas)
-    diag = inv_a + jnp.concatenate([jnp.zeros((1,), dtype), betas[:-1] * inv_a[:-1]])
-    off = jnp.sqrt(jnp.maximum(betas[:-1], 0.0)) * inv_a[:-1]
-    T = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    return safety * jnp.linalg.eigvalsh(T)[-1]
-
-
 def setup_sharded_multigrid(model: SlabModel, E, nu, fixed, options) -> MultigridData:
     """Per-device multigrid data (inside ``shard_map``; ``model`` is this device's slice).
 
@@ -176,8 +147,9 @@ def setup_sharded_multigrid(model: SlabModel, E, nu, fixed, options) -> Multigri
             def A(v, l=l, lev=lev, halo=halo, f=f):
                 return f * assemble(halo, _apply_level(lev, forms[l], Kes[l], Es[l], f * v)) \
                     + (1.0 - f) * v
-            estimate = _lanczos_bound(A, inv, halo, model.level_nodes[l], dtype,
-                                      int(options.lanczos_steps), float(options.safety))
+            estimate = _lanczos_bound(A, inv, model.level_nodes[l], dtype,
+                                      int(options.lanczos_steps), float(options.safety),
+                                      dot=partial(dot, halo), ids=halo.ids)
             upper.append(jnp.minimum(estimate, rigorous) if forms[l] == "scaled" else estimate)
         inv_diag.append(inv * (f if inv.ndim == 2 else f[:, :, None]))
     upper.append(rigorous)
