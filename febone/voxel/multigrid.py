@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,8 @@ from .operator import (_chunked, apply_stiffness, corner_nodes, element_stiffnes
                        gather_corners, scatter_corners)
 
 __all__ = ["Multigrid", "MultigridData", "child_prolongations", "prolong", "restrict",
-           "setup_multigrid", "vcycle", "chebyshev_upper_bound", "working_dtype"]
+           "setup_multigrid", "vcycle", "kcycle_steps", "chebyshev_upper_bound",
+           "working_dtype"]
 
 
 @dataclass(frozen=True)
@@ -595,21 +597,24 @@ def vcycle(model: VoxelModel, mg: MultigridData, r: jax.Array, options: Multigri
         return x
 
     def kstep(l, b):
-        """Two flexible-CG steps on level l, preconditioned by the cycle below."""
-        A = op(l)
-
-        def step(_, s):
-            x, res, p_prev, Ap_prev, d_prev = s
-            z = cycle(l, res)
-            Az = A(z)
-            beta = _safe_div(_vdot(z, Ap_prev), d_prev)
-            p, Ap = z - beta * p_prev, Az - beta * Ap_prev
-            d = _vdot(p, Ap)
-            alpha = _safe_div(_vdot(p, res), d)
-            return x + alpha * p, res - alpha * Ap, p, Ap, d
-
-        zero = jnp.zeros_like(b)
-        init = (zero, mg.free[l] * b, zero, zero, jnp.zeros((), b.dtype))
-        return jax.lax.fori_loop(0, 2, step, init)[0]
+        return kcycle_steps(op(l), partial(cycle, l), _vdot, mg.free[l] * b)
 
     return cycle(0, r.astype(dtype)).astype(out_dtype)
+
+
+def kcycle_steps(A, precondition, vdot, b):
+    """The K-cycle's coarse correction: two flexible-CG steps for A x = b from x = 0,
+    preconditioned by ``precondition`` (the cycle below), with inner product ``vdot``."""
+    def step(_, s):
+        x, res, p_prev, Ap_prev, d_prev = s
+        z = precondition(res)
+        Az = A(z)
+        beta = _safe_div(vdot(z, Ap_prev), d_prev)
+        p, Ap = z - beta * p_prev, Az - beta * Ap_prev
+        d = vdot(p, Ap)
+        alpha = _safe_div(vdot(p, res), d)
+        return x + alpha * p, res - alpha * Ap, p, Ap, d
+
+    zero = jnp.zeros_like(b)
+    init = (zero, b, zero, zero, jnp.zeros((), b.dtype))
+    return jax.lax.fori_loop(0, 2, step, init)[0]

@@ -38,8 +38,9 @@ from .grid import VoxelModel
 from .halo import AXIS, assemble, dot, from_coarse, to_coarse
 from .multigrid import (MultigridData, _apply_level, _block_columns, _chebyshev, _downsample,
                         _element_diagonal, _element_matrices, _form, _inverse3, _lanczos_bound,
-                        _safe_div, _upsample, chebyshev_upper_bound,
-                        coarse_inverse, setup_multigrid, working_dtype)
+                        _upsample, chebyshev_upper_bound,
+                        coarse_inverse, kcycle_steps, setup_multigrid,
+                        working_dtype)
 from .operator import (apply_stiffness, corner_nodes, element_energy, element_stiffness,
                        scatter_corners, stiffness_diagonal)
 from .slabs import SlabModel, Slabs, split_slabs
@@ -204,22 +205,7 @@ def sharded_cycle(model: SlabModel, mg: MultigridData, r, options):
         return x
 
     def kstep(l, b):
-        """Two flexible-CG steps on level l, preconditioned by the cycle below."""
-        A, vdot = op(l), partial(dot, halos[l])
-
-        def step(_, s):
-            x, res, p_prev, Ap_prev, d_prev = s
-            z = cycle(l, res)
-            Az = A(z)
-            beta = _safe_div(vdot(z, Ap_prev), d_prev)
-            p, Ap = z - beta * p_prev, Az - beta * Ap_prev
-            d = vdot(p, Ap)
-            alpha = _safe_div(vdot(p, res), d)
-            return x + alpha * p, res - alpha * Ap, p, Ap, d
-
-        zero = jnp.zeros_like(b)
-        init = (zero, mg.free[l] * b, zero, zero, jnp.zeros((), b.dtype))
-        return jax.lax.fori_loop(0, 2, step, init)[0]
+        return kcycle_steps(op(l), partial(cycle, l), partial(dot, halos[l]), b)
 
     return cycle(0, r.astype(dtype)).astype(out_dtype)
 
@@ -363,7 +349,7 @@ def compile_sharded_solve(slabs: Slabs, E, bcs: BoundaryConditions, *, nu=0.3, s
         estimate of one device (arguments + outputs + temporaries − aliased), or ``None``;
         ``compiled`` the executable (its ``as_text()`` is the per-device program).
     """
-    from .solve import VoxelPCG
+    from .solve import VoxelPCG, compiled_memory_bytes
 
     solver = solver or VoxelPCG()
     _check(slabs, E, nu, bcs, solver)
@@ -372,14 +358,7 @@ def compile_sharded_solve(slabs: Slabs, E, bcs: BoundaryConditions, *, nu=0.3, s
     solve, _, _ = _programs(placed.mesh, solver, throw)
     args = placed.inputs(E, bcs, None, dtype)
     compiled = solve.lower(placed.model, args[0], jnp.asarray(nu, dtype), *args[1:]).compile()
-    memory = None
-    try:
-        ma = compiled.memory_analysis()
-        if ma is not None:
-            memory = int(ma.argument_size_in_bytes + ma.output_size_in_bytes
-                         + ma.temp_size_in_bytes - getattr(ma, "alias_size_in_bytes", 0))
-    except Exception:  # noqa: BLE001 - not every backend implements it
-        memory = None
+    memory = compiled_memory_bytes(compiled)
 
     def run(E, bcs, *, nu=nu, u0=None) -> Solution:
         _check(slabs, E, nu, bcs, solver)

@@ -333,6 +333,20 @@ def _finish(u, info, solver, throw, traced, start, dtype, model) -> Solution:
     return Solution(u, stats)
 
 
+def compiled_memory_bytes(compiled) -> int | None:
+    """XLA's buffer estimate of a compiled program, bytes: arguments + outputs + temporaries
+    − aliased (per device for a ``shard_map`` program), or ``None`` where the backend gives
+    none."""
+    try:
+        ma = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if ma is None:
+        return None
+    return int(ma.argument_size_in_bytes + ma.output_size_in_bytes + ma.temp_size_in_bytes
+               - getattr(ma, "alias_size_in_bytes", 0))
+
+
 def compile_voxel_solve(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
                         solver: VoxelPCG | None = None, throw: bool = True,
                         precision: str | None = None):
@@ -351,14 +365,7 @@ def compile_voxel_solve(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3
     args = (model, jnp.asarray(E, dtype), jnp.asarray(nu, dtype), bcs.fixed, bcs.values,
             bcs.forces, u0)
     compiled = _solve_compiled.lower(*args, solver=solver, throw=throw).compile()
-    memory = None
-    try:
-        ma = compiled.memory_analysis()
-        if ma is not None:
-            memory = int(ma.argument_size_in_bytes + ma.output_size_in_bytes
-                         + ma.temp_size_in_bytes - getattr(ma, "alias_size_in_bytes", 0))
-    except Exception:  # noqa: BLE001 - not every backend implements it
-        memory = None
+    memory = compiled_memory_bytes(compiled)
 
     def run(E, bcs, *, nu=nu, u0=None) -> Solution:
         _check_inputs(model, E, nu, bcs)
