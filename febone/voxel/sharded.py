@@ -44,6 +44,7 @@ from .multigrid import (MultigridData, _apply_level, _block_columns, _chebyshev,
 from .operator import (apply_stiffness, corner_nodes, element_energy, element_stiffness,
                        scatter_corners, stiffness_diagonal)
 from .slabs import SlabModel, Slabs, split_slabs
+from .solve import VoxelPCG, compiled_memory_bytes
 
 __all__ = ["slab_mesh", "solve_voxel_sharded", "compile_sharded_solve", "sharded_reactions",
            "sharded_effective_strain", "compress_on_slabs", "setup_sharded_multigrid",
@@ -349,8 +350,6 @@ def compile_sharded_solve(slabs: Slabs, E, bcs: BoundaryConditions, *, nu=0.3, s
         estimate of one device (arguments + outputs + temporaries − aliased), or ``None``;
         ``compiled`` the executable (its ``as_text()`` is the per-device program).
     """
-    from .solve import VoxelPCG, compiled_memory_bytes
-
     solver = solver or VoxelPCG()
     _check(slabs, E, nu, bcs, solver)
     dtype = np.dtype(jnp.result_type(float))
