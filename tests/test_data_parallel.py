@@ -182,7 +182,8 @@ def test_two_processes_with_jax_distributed():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "JAX_PLATFORMS": "cpu", "FEBONE_COORDINATOR_ADDRESS": f"localhost:{port}",
            "FEBONE_NUM_PROCESSES": "2"}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env={**env, "FEBONE_PROCESS_ID": str(i)},
+    procs = [subprocess.Popen([sys.executable, "-c", code],
+                              env={**env, "FEBONE_PROCESS_ID": str(i)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = []
