@@ -73,6 +73,24 @@ def test_remodel_steps_and_refreshes_move_nothing_between_host_and_device(monkey
     np.testing.assert_allclose(fresh.density, plain.density, rtol=1e-6)
     k = lambda res: [r["stiffness_N_per_mm"]["compression"] for r in res.records]  # noqa: E731
     np.testing.assert_allclose(k(fresh), k(plain), rtol=1e-6)
+
+    # a step's checks are read one step late, yet a failure names its own day and the
+    # progress reports only the steps before it
+    from febone.remodel.cells import CellModelError
+
+    dispatched, reported, step = [], [], simulation._step
+
+    def failing(*args, **kw):
+        new, code = step(*args, **kw)
+        dispatched.append(1)
+        return new, (jnp.full_like(code, simulation._OUTSIDE) if len(dispatched) == 4 else code)
+
+    monkeypatch.setattr(simulation, "_step", failing)
+    with pytest.raises(CellModelError, match=r"BV/TV left \(0, 1\] at day 122 "):
+        simulation.remodel(mesh, inputs, years=0.5, settings=settings, cache=cache,
+                           progress=lambda k, n, rec: reported.append(k))
+    assert reported == [1, 2, 3]          # step 4 (days 91–121) failed
+    assert len(dispatched) == 5           # step 5 was running while step 4's code was read
     # before the first refresh (output 1) the two runs are the same computation
     np.testing.assert_array_equal(fresh.density[:2], plain.density[:2])
 
@@ -89,6 +107,7 @@ def _voxel_block(seed: int = 0):
     return grid, model, E, bcs
 
 
+@pytest.mark.slow
 def test_voxel_progress_calls_the_host_every_K_iterations_and_changes_no_bit(monkeypatch):
     from febone.solve.progress import PROGRESS_EVERY
     from febone.voxel import VoxelPCG, solve, solve_voxel
