@@ -127,7 +127,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
             earlier result for similar moduli; the answer does not depend on it).
         precision: of the linear solve: ``"float64"``, ``"mixed"`` (float64 answers from
             float32 iterations) or ``"float32"`` (rtol 1e-5: stiffness and the linear
-            fracture loads to about 1e-4); see :mod:`febone.precision`. The nonlinear
+            fracture loads to about 1e-3); see :mod:`febone.precision`. The nonlinear
             method needs float64 (``"float64"`` or ``"mixed"``). ``None``: from the solver
             and JAX's x64 setting.
     """
