@@ -21,7 +21,9 @@ arrays are data of the compiled solve: build it once and reuse it for many solve
 moduli change (it stays symmetric positive definite, only less sharp).
 
 pyamg and SciPy are optional dependencies (``pip install febone[amg]``), imported by
-:meth:`AMG.build` only.
+:meth:`AMG.build` only. ``AMG.build(..., refreshable=True)`` keeps only pyamg's aggregation and
+computes the rest in JAX, so that the remodelling loop recomputes it for new moduli on the
+device (:mod:`febone.solve.amg_refresh`).
 """
 from __future__ import annotations
 

@@ -105,6 +105,10 @@ def _expand(indptr: np.ndarray, which: np.ndarray):
     return entry, first + np.arange(entry.size)
 
 
+def _i32(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.int32)
+
+
 def _indptr(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
 
@@ -125,9 +129,9 @@ def _galerkin_plan(rows_a, cols_a, rows_p, cols_p, n_rows: int, n_coarse: int) -
     m, q = _expand(ptr_p, r_ap)                               # P[k, I]ᵀ · AP[k, J]
     rows_c, cols_c, out2 = _pattern(cols_p[q].astype(np.int64) * n_coarse + c_ap[m], n_coarse)
     s2 = np.argsort(out2, kind="stable")
-    i32 = lambda x: np.ascontiguousarray(x, dtype=np.int32)  # noqa: E731
-    return GalerkinPlan(i32(a[s1]), i32(p[s1]), i32(out1[s1]), i32(q[s2]), i32(m[s2]),
-                        i32(out2[s2]), i32(rows_c), i32(cols_c), int(r_ap.size), int(n_coarse))
+    return GalerkinPlan(_i32(a[s1]), _i32(p[s1]), _i32(out1[s1]), _i32(q[s2]), _i32(m[s2]),
+                        _i32(out2[s2]), _i32(rows_c), _i32(cols_c), int(r_ap.size),
+                        int(n_coarse))
 
 
 def refresh_plan(cells, n_nodes: int, levels, *, interval: float, safety: float,
@@ -154,8 +158,7 @@ def refresh_plan(cells, n_nodes: int, levels, *, interval: float, safety: float,
                               np.asarray(lvl.P.cols, np.int64), n, n_coarse)
         plans.append(plan)
         rows, cols, n = np.asarray(plan.rows, np.int64), np.asarray(plan.cols, np.int64), n_coarse
-    i32 = lambda x: np.ascontiguousarray(x, dtype=np.int32)  # noqa: E731
-    return RefreshPlan(i32(order), i32(inverse[order]), i32(rows0), i32(cols0), tuple(plans),
+    return RefreshPlan(_i32(order), _i32(inverse[order]), _i32(rows0), _i32(cols0), tuple(plans),
                        float(interval), float(safety), int(lanczos_steps), float(rcond))
 
 
@@ -320,7 +323,7 @@ def refresh_on_device(hierarchy, model, material, bcs=None):
     fixed = None if bcs is None else bcs.fixed
     blocks = assemble_blocks(model, E.astype(work), jnp.asarray(material.nu, work), plan, fixed)
     rows, cols, n = plan.rows, plan.cols, int(hierarchy.n_nodes)
-    levels, diag = [], None
+    levels = []
     for i, (lvl, gp) in enumerate(zip(hierarchy.levels, plan.galerkin)):
         A = BlockCSR(blocks, rows, cols, n)
         diag = _block_diagonal(blocks, rows, cols, n)
