@@ -105,7 +105,7 @@ def test_split_solve_equals_one_device_and_moves_no_fine_field():
     solve (u, reaction, strain energy per voxel) to 1e-10 in as many iterations (±1: the
     stopping test sees round-off); its compiled program
     has no all-gather, its collective-permutes move at most one node layer and its
-    all-reduces only scalars and coarsest-level data."""
+    all-reduces only scalars and data of the first replicated level."""
     out = run_on_devices("""
         import febone as fb
         from febone.voxel import (VoxelGrid, VoxelModel, VoxelPCG, effective_strain,
@@ -135,8 +135,9 @@ def test_split_solve_equals_one_device_and_moves_no_fine_field():
             sed=float(np.abs(e1**2 - e4**2).max() / (e1**2).max()),
             its=[int(one.stats.iterations), int(four.stats.iterations)],
             conv=bool(four.stats.converged), collectives=collectives(compiled.as_text()),
-            n_nodes=model.n_nodes, n_voxels=grid.n_voxels, n_coarse=slabs.model.n_coarse,
-            layer=25 * 25, slab=slabs.slab_voxels)))
+            n_nodes=model.n_nodes, n_voxels=grid.n_voxels, layer=25 * 25, slab=slabs.slab_voxels,
+            m=slabs.model.split_levels, n_m=slabs.model.level_nodes[slabs.model.split_levels],
+            voxels_m=slabs.model.coarse[0].n_voxels)))
     """)
     assert out["slab"] == 12  # 38 layers over 4 slabs of a multiple of 2^2 = 4: padded to 48
     assert out["conv"] and abs(out["its"][0] - out["its"][1]) <= 1, out["its"]
@@ -145,11 +146,12 @@ def test_split_solve_equals_one_device_and_moves_no_fine_field():
     assert ops, "a split solve must communicate"
     assert not [o for o in ops if o[0] in ("all-gather", "all-to-all", "reduce-scatter")], ops
     layer = 9 * out["layer"]  # one node layer of 3×3 diagonal blocks: the largest halo message
-    coarse = {1, 3 * out["n_coarse"], (3 * out["n_coarse"]) ** 2}
+    # level m (here 2, the coarsest) is replicated: its vectors and element matrices are summed
+    coarse = {1, 3 * out["n_m"], 576 * out["voxels_m"]}
     for op, sizes in ops:
         if op == "collective-permute":
             assert max(sizes) <= layer, (op, sizes)
-        else:  # all-reduce: dot products, coarse vectors, the coarse matrix once
+        else:  # all-reduce: dot products, level-m vectors, level m's matrices once
             assert set(sizes) <= coarse, (op, sizes)
     # no collective carries a fine field (n_nodes × 3 values or one per voxel)
     assert all(max(s) < min(out["n_voxels"], 3 * out["n_nodes"]) or max(s) in coarse

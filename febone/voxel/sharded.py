@@ -1,27 +1,29 @@
 """One voxel model solved over several devices: z-slabs under ``jax.shard_map``.
 
-Each device holds its slab (:mod:`febone.voxel.slabs`) of moduli, nodes and multigrid
+Each device holds its slab (:mod:`febone.voxel.slabs`) of moduli, nodes and fine multigrid
 levels and runs the one-device kernels on it: the matrix-free product of
 :mod:`febone.voxel.operator` on its own voxels, then one node layer of halo exchange
 (``ppermute``, :func:`febone.voxel.halo.assemble`); CG dot products are ``psum``s. The
 multigrid preconditioner is the one of :mod:`febone.voxel.multigrid` (same coarse
-operators, smoothers, bounds and cycle) with the slabs' levels; its coarsest level (at
-most ``Multigrid.max_coarse_nodes`` active nodes) is assembled once from every device's
-share (a ``psum`` of the small dense matrix) and solved redundantly on every device. No
-collective of the compiled solve moves a fine field: the moduli and displacements stay in
-their slabs (checked in ``tests/test_voxel_sharded.py`` on the compiled HLO).
+operators, smoothers, bounds and K-cycle): levels 0 … m−1 split into slabs, levels m … L
+(``split_slabs(..., split_levels=m)``, 3 by default) replicated: level m's element matrices
+are summed over the devices once per solve, the vectors crossing between levels m−1 and m
+are summed (all-reduces of level-m size), and every device runs the coarse levels and the
+dense coarsest solve redundantly. No collective of the compiled solve moves a fine field:
+the moduli and displacements stay in their slabs (checked in
+``tests/test_voxel_sharded.py`` on the compiled HLO).
 
 In exact arithmetic the split solve is the one-device solve: the same operator, the same
 preconditioner and the same Krylov iterates; only the order of floating-point sums differs.
 
-Limits: float64 (or plain float32) solves only, not the mixed-precision refinement; no
-gradient with respect to the moduli (use the one-device solve); the slabs lie along z.
+Limits: float64 solves only (not the mixed-precision or float32 modes); no gradient with
+respect to the moduli (use the one-device solve); the slabs lie along z.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 
 import jax
@@ -36,12 +38,12 @@ from ..solve.pcg import pcg
 from ..solve.solution import ConvergenceError, Solution, SolveStats
 from .grid import VoxelModel
 from .halo import AXIS, assemble, dot, from_coarse, to_coarse
-from .multigrid import (MultigridData, _apply_level, _block_columns, _chebyshev, _downsample,
-                        _element_diagonal, _element_matrices, _form, _inverse3, _lanczos_bound,
-                        _upsample, chebyshev_upper_bound,
-                        coarse_inverse, kcycle_steps, setup_multigrid,
-                        working_dtype)
-from .operator import (apply_stiffness, corner_nodes, element_energy, element_stiffness,
+from .multigrid import (MultigridData, _apply_level, _block_columns, _chebyshev, _coarse_matrix,
+                        _downsample, _element_diagonal, _element_matrices, _form,
+                        _galerkin_matrices, _inverse3, _lanczos_bound, _upsample, _vdot,
+                        chebyshev_upper_bound, child_prolongations, coarse_inverse,
+                        kcycle_steps, prolong, restrict, setup_multigrid, working_dtype)
+from .operator import (apply_stiffness, element_energy, element_stiffness,
                        scatter_corners, stiffness_diagonal)
 from .slabs import SlabModel, Slabs, split_slabs
 from .solve import VoxelPCG, compiled_memory_bytes
@@ -102,69 +104,104 @@ def _real(level, dtype):
     return (level.node_flat < int(np.prod(level.node_shape))).astype(dtype)[:, None]
 
 
+class _Levels:
+    """The split model's levels seen from one device: 0 … m−1 split (this slab, halo sums),
+    m … L replicated (the whole level, as on one device). Transfers between levels m−1 and
+    m go through the global numbering of level m (a small all-reduce)."""
+
+    def __init__(self, model: SlabModel, dtype):
+        self.model, self.dtype = model, dtype
+        self.m = model.split_levels
+        self.L = self.m + len(model.coarse) - 1
+
+    def level(self, l):
+        return self.model.levels[l] if l < self.m else self.model.coarse[l - self.m]
+
+    def assemble(self, l, x):
+        return assemble(self.model.halos[l], x) if l < self.m else x
+
+    def dot(self, l):
+        return partial(dot, self.model.halos[l]) if l < self.m else _vdot
+
+    def restrict(self, l, r):
+        """Pᵀ r from level l to level l + 1."""
+        m, levels, halos = self.m, self.model.levels, self.model.halos
+        if l >= m:
+            return restrict(self.level(l), self.level(l + 1), r)
+        part = _restrict(levels[l], levels[l + 1], halos[l].own.astype(r.dtype)[:, None] * r)
+        if l + 1 < m:
+            return assemble(halos[l + 1], part)
+        return to_coarse(halos[m], part, self.model.level_nodes[m])
+
+    def prolong(self, l, xc):
+        """P xc from level l + 1 to level l."""
+        m, levels, halos = self.m, self.model.levels, self.model.halos
+        if l >= m:
+            return prolong(self.level(l), self.level(l + 1), xc)
+        if l + 1 == m:
+            xc = from_coarse(halos[m], xc)
+        return _prolong(levels[l], levels[l + 1], xc)
+
+
 def setup_sharded_multigrid(model: SlabModel, E, nu, fixed, options) -> MultigridData:
     """Per-device multigrid data (inside ``shard_map``; ``model`` is this device's slice).
 
-    Levels 0 … L−1 hold the slab's arrays; ``free[L]`` and ``chol`` are those of the global
-    coarsest level (replicated). The element data (``Ke``, ``E``) are per voxel, hence the
-    one-device :func:`setup_multigrid` on the slab's levels gives them; what it builds from
-    them across slab borders (free masks, diagonals, bounds, coarse matrix) is rebuilt here
-    with halo sums, and XLA drops its unused one-slab versions.
+    Levels 0 … m−1 hold the slab's arrays, levels m … L the whole level (replicated). The
+    element data of the split levels are per voxel, hence the one-device
+    :func:`setup_multigrid` on the slab's levels 0 … m gives them (what it builds across slab
+    borders, XLA drops: it is rebuilt here with halo sums); level m's element matrices are
+    summed over the devices into the global numbering, and the replicated levels below are
+    their Galerkin products, as on one device.
     """
     dtype = working_dtype(options.dtype)
     wide = jnp.result_type(float)
-    levels, halos = model.levels, model.halos
-    L = len(levels) - 1
-    slab = setup_multigrid(VoxelModel(levels, model.voxel_size), E, nu, fixed, options)
-    Kes, Es = slab.Ke, slab.E
-    forms = [_form(options, l) for l in range(L + 1)]
+    lv = _Levels(model, dtype)
+    m, L = lv.m, lv.L
+    slab = setup_multigrid(VoxelModel(model.levels, model.voxel_size), E, nu, fixed, options)
+    forms = [_form(options, l) for l in range(m)] + ["matrices"] * (L + 1 - m)
+    Kel = _element_matrices(_form(options, m), slab.Ke[m], slab.E[m])
+    Kg = jnp.zeros((model.coarse[0].n_voxels, 24, 24), Kel.dtype)
+    Kes = list(slab.Ke[:m]) + [jax.lax.psum(Kg.at[model.halos[m].voxels].add(Kel, mode="drop"),
+                                            AXIS)]
+    P = jnp.asarray(child_prolongations(), dtype)
+    for l in range(m + 1, L + 1):
+        Kes.append(_galerkin_matrices(lv.level(l), "matrices", Kes[-1], None, P))
+    Es = list(slab.E[:m]) + [jnp.zeros((0,), dtype)] * (L + 1 - m)
     nu = jax.lax.stop_gradient(nu)
-    free = [jnp.where(fixed, 0.0, 1.0).astype(dtype) * _real(levels[0], dtype)]
+    free = [jnp.where(fixed, 0.0, 1.0).astype(dtype) * _real(model.levels[0], dtype)]
     for l in range(L):
-        own = halos[l].own.astype(dtype)[:, None]
-        touched = _restrict(levels[l], levels[l + 1], own * (1.0 - free[-1]))
-        if l + 1 < L:
-            touched = assemble(halos[l + 1], touched)
-            free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype) * _real(levels[l + 1], dtype))
-        else:
-            touched = to_coarse(halos[L], touched, model.n_coarse)
-            free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype))
+        touched = lv.restrict(l, 1.0 - free[-1])
+        f = jnp.where(touched > 0, 0.0, 1.0).astype(dtype)
+        free.append(f * _real(model.levels[l + 1], dtype) if l + 1 < m else f)
     rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi).astype(dtype)
     inv_diag, upper = [], []
     for l in range(L):
-        lev, halo, f = levels[l], halos[l], free[l]
+        lev, f = lv.level(l), free[l]
         if options.jacobi == "point":
-            d = assemble(halo, scatter_corners(lev, _element_diagonal(forms[l], Kes[l], Es[l])))
+            d = lv.assemble(l, scatter_corners(lev, _element_diagonal(forms[l], Kes[l], Es[l])))
             inv = jnp.where(f > 0, 1.0 / jnp.where(d > 0, d, 1.0), 1.0).astype(dtype)
         else:
             B = jnp.stack([scatter_corners(lev, _block_columns(forms[l], Kes[l], Es[l], j)
                                            .astype(dtype)) for j in range(3)], axis=-1)
-            B = assemble(halo, B)
+            B = lv.assemble(l, B)
             B = B * (f[:, :, None] * f[:, None, :]) + jnp.eye(3, dtype=dtype)[None] \
                 * (1.0 - f)[:, None, :]
             inv = _inverse3(B)
         if forms[l] == "scaled" and not (l == 0 and options.fine_bound == "lanczos"):
             upper.append(rigorous)
         else:
-            def A(v, l=l, lev=lev, halo=halo, f=f):
-                return f * assemble(halo, _apply_level(lev, forms[l], Kes[l], Es[l], f * v)) \
+            def A(v, l=l, lev=lev, f=f):
+                return f * lv.assemble(l, _apply_level(lev, forms[l], Kes[l], Es[l], f * v)) \
                     + (1.0 - f) * v
+            split = l < m
             estimate = _lanczos_bound(A, inv, model.level_nodes[l], dtype,
                                       int(options.lanczos_steps), float(options.safety),
-                                      dot=partial(dot, halo), ids=halo.ids)
+                                      dot=lv.dot(l) if split else None,
+                                      ids=model.halos[l].ids if split else None)
             upper.append(jnp.minimum(estimate, rigorous) if forms[l] == "scaled" else estimate)
         inv_diag.append(inv * (f if inv.ndim == 2 else f[:, :, None]))
     upper.append(rigorous)
-    # the coarsest level: every device adds its voxels' element matrices into the global
-    # dense matrix (a psum of (3·n_coarse)² numbers), then the same inverse everywhere
-    Kel = _element_matrices(forms[L], Kes[L], Es[L]).astype(wide)
-    n = 3 * model.n_coarse
-    gid = halos[L].ids[corner_nodes(levels[L])]  # (n_voxels, 8), n_coarse on padding
-    dof = (3 * gid[:, :, None] + jnp.arange(3)[None, None, :]).reshape(-1, 24)
-    K = jnp.zeros((n, n), wide).at[dof[:, :, None], dof[:, None, :]].add(Kel, mode="drop")
-    K = jax.lax.psum(K, AXIS)
-    fL = free[L].reshape(-1).astype(wide)
-    A = K * fL[:, None] * fL[None, :] + jnp.diag(1.0 - fL)
+    A = _coarse_matrix(lv.level(L), Kes[L].astype(wide), free[L].astype(wide))
     chol = coarse_inverse(A).astype(dtype)
     return MultigridData(tuple(Kes), tuple(Es), tuple(free), tuple(inv_diag), tuple(upper), chol)
 
@@ -174,46 +211,48 @@ def sharded_cycle(model: SlabModel, mg: MultigridData, r, options):
     device's slab: (n_nodes, 3) consistent residual, zero on fixed dofs -> correction."""
     out_dtype = r.dtype
     dtype = working_dtype(options.dtype)
-    levels, halos = model.levels, model.halos
-    L = len(levels) - 1
-    forms = [_form(options, l) for l in range(L + 1)]
+    lv = _Levels(model, dtype)
+    m, L = lv.m, lv.L
+    forms = [_form(options, l) for l in range(m)] + ["matrices"] * (L + 1 - m)
 
     def op(l):
         def A(v):
-            return assemble(halos[l], _apply_level(levels[l], forms[l], mg.Ke[l], mg.E[l], v))
+            return lv.assemble(l, _apply_level(lv.level(l), forms[l], mg.Ke[l], mg.E[l], v))
         return A
 
     def cycle(l, b):
-        if l == L:  # replicated global coarsest level
+        if l == L:  # the coarsest level, replicated: one dense matvec
             return (mg.chol @ (mg.free[l] * b).reshape(-1)).reshape(b.shape)
-        lev, A = levels[l], op(l)
+        A = op(l)
         hi = mg.upper[l]
         lo = hi / float(options.ratio)
         deg = options.degree_at(l)
         x, res = _chebyshev(A, mg.inv_diag[l], jnp.zeros_like(b), b, deg, lo, hi, True)
-        own = halos[l].own.astype(dtype)[:, None]
-        part = _restrict(lev, levels[l + 1], own * mg.free[l] * res)
-        if l + 1 < L:
-            bc = mg.free[l + 1] * assemble(halos[l + 1], part)
-        else:
-            bc = mg.free[l + 1] * to_coarse(halos[L], part, model.n_coarse)
+        bc = mg.free[l + 1] * lv.restrict(l, mg.free[l] * res)
         krylov_below = options.cycle == "k" or (options.cycle == "k1" and l == 0)
         xc = kstep(l + 1, bc) if krylov_below and l + 1 < L else cycle(l + 1, bc)
-        if l + 1 == L:
-            xc = from_coarse(halos[L], xc)
-        x = x + mg.free[l] * _prolong(lev, levels[l + 1], xc)
+        x = x + mg.free[l] * lv.prolong(l, xc)
         x, _ = _chebyshev(A, mg.inv_diag[l], x, b - A(x), deg, lo, hi, False)
         return x
 
     def kstep(l, b):
-        return kcycle_steps(op(l), partial(cycle, l), partial(dot, halos[l]), b)
+        return kcycle_steps(op(l), partial(cycle, l), lv.dot(l), b)
 
     return cycle(0, r.astype(dtype)).astype(out_dtype)
 
 
-def _first(*trees):
-    """Drop the leading device axis of this device's block (shard_map keeps it as 1)."""
-    return jax.tree_util.tree_map(lambda a: a[0], trees)
+def _first(model: SlabModel, *arrays):
+    """Drop the leading device axis of this device's block (shard_map keeps it as 1) from the
+    split arrays; the replicated levels are whole."""
+    def first(tree):
+        return jax.tree_util.tree_map(lambda a: a[0], tree)
+    return (replace(model, levels=first(model.levels), halos=first(model.halos)),
+            *first(arrays))
+
+
+def _model_spec(model: SlabModel) -> SlabModel:
+    """The model's partition: split levels over :data:`AXIS`, replicated levels whole."""
+    return replace(model, levels=P(AXIS), halos=P(AXIS), coarse=P())
 
 
 def _solve_local(model, E, nu, fixed, values, forces, u0, *, solver, throw):
@@ -272,15 +311,15 @@ def _strain_local(model, nu, u):
 
 
 @lru_cache(maxsize=16)
-def _programs(mesh: Mesh, solver, throw: bool):
+def _programs(mesh: Mesh, model_spec: SlabModel, solver, throw: bool):
     spec = P(AXIS)
     solve = jax.jit(jax.shard_map(partial(_solve_local, solver=solver, throw=throw), mesh=mesh,
-                                  in_specs=(spec, spec, P(), spec, spec, spec, spec),
+                                  in_specs=(model_spec, spec, P(), spec, spec, spec, spec),
                                   out_specs=(spec, P()), check_vma=False))
     reactions = jax.jit(jax.shard_map(_reactions_local, mesh=mesh,
-                                      in_specs=(spec, spec, P(), spec, spec), out_specs=spec,
-                                      check_vma=False))
-    strain = jax.jit(jax.shard_map(_strain_local, mesh=mesh, in_specs=(spec, P(), spec),
+                                      in_specs=(model_spec, spec, P(), spec, spec),
+                                      out_specs=spec, check_vma=False))
+    strain = jax.jit(jax.shard_map(_strain_local, mesh=mesh, in_specs=(model_spec, P(), spec),
                                    out_specs=spec, check_vma=False))
     return solve, reactions, strain
 
@@ -308,7 +347,10 @@ class _Placed:
 
 def _place(slabs: Slabs, devices) -> _Placed:
     mesh = slab_mesh(slabs.n_devices, devices)
-    model = jax.device_put(slabs.model, NamedSharding(mesh, P(AXIS)))
+    split, whole = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+    m = slabs.model
+    model = replace(m, levels=jax.device_put(m.levels, split),
+                    halos=jax.device_put(m.halos, split), coarse=jax.device_put(m.coarse, whole))
     return _Placed(slabs, mesh, model)
 
 
@@ -354,7 +396,7 @@ def compile_sharded_solve(slabs: Slabs, E, bcs: BoundaryConditions, *, nu=0.3, s
     _check(slabs, E, nu, bcs, solver)
     dtype = np.dtype(jnp.result_type(float))
     placed = _place(slabs, devices)
-    solve, _, _ = _programs(placed.mesh, solver, throw)
+    solve, _, _ = _programs(placed.mesh, _model_spec(placed.model), solver, throw)
     args = placed.inputs(E, bcs, None, dtype)
     compiled = solve.lower(placed.model, args[0], jnp.asarray(nu, dtype), *args[1:]).compile()
     memory = compiled_memory_bytes(compiled)
@@ -391,7 +433,7 @@ def solve_voxel_sharded(slabs: Slabs, E, bcs: BoundaryConditions, *, nu=0.3, sol
 def sharded_reactions(placed: _Placed, E, bcs: BoundaryConditions, u, *, nu=0.3) -> np.ndarray:
     """(n_nodes, 3) reactions K u − f_ext, N, computed slab by slab (joined on the host)."""
     dtype = np.dtype(jnp.result_type(float))
-    _, reactions, _ = _programs(placed.mesh, None, False)
+    _, reactions, _ = _programs(placed.mesh, _model_spec(placed.model), None, False)
     s = placed.slabs
     out = reactions(placed.model, placed.put(s.split_voxels(np.asarray(E, dtype))),
                     jnp.asarray(nu, dtype), placed.put(s.split_nodes(np.asarray(u, dtype))),
@@ -402,7 +444,7 @@ def sharded_reactions(placed: _Placed, E, bcs: BoundaryConditions, u, *, nu=0.3)
 def sharded_effective_strain(placed: _Placed, u, *, nu=0.3) -> np.ndarray:
     """(n_voxels,) effective strain √(2·SED/E) per bone voxel, slab by slab."""
     dtype = np.dtype(jnp.result_type(float))
-    _, _, strain = _programs(placed.mesh, None, False)
+    _, _, strain = _programs(placed.mesh, _model_spec(placed.model), None, False)
     s = placed.slabs
     out = strain(placed.model, jnp.asarray(nu, dtype), placed.put(s.split_nodes(np.asarray(u, dtype))))
     return s.join_voxels(out)
@@ -421,8 +463,8 @@ def compress_on_slabs(grid, E_vox, bcs: BoundaryConditions, *, nu, solver, n_dev
     slabs = split_slabs(grid, n_devices, max_coarse_nodes=mg.max_coarse_nodes,
                         max_levels=mg.max_levels)
     log.info("compress on %d devices: %d bone voxels, slabs of %d voxel layers, %d levels "
-             "(the coarsest, %d nodes, replicated)", n_devices, grid.n_voxels,
-             slabs.slab_voxels, slabs.n_levels, slabs.model.n_coarse)
+             "(%d split, the others replicated)", n_devices, grid.n_voxels, slabs.slab_voxels,
+             slabs.n_levels, slabs.model.split_levels)
     t0 = time.perf_counter()
     run, per_device, _ = compile_sharded_solve(slabs, E_vox, bcs, nu=nu, solver=solver,
                                                devices=devices)
