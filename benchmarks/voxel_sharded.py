@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--rtol", type=float, default=1e-8, help="CG tolerance (1e-8)")
     parser.add_argument("--max-coarse-nodes", type=int, default=700,
                         help="size of the replicated coarsest level (Multigrid default 700)")
+    parser.add_argument("--reference-rtol", type=float, default=None,
+                        help="also solve on one device at this tolerance: how far the "
+                             "one-device answer itself moves (its own accuracy)")
     args = parser.parse_args()
     n = max(args.devices)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -52,6 +55,18 @@ def main() -> int:
                  per_device_bytes=one.per_device_peak_memory_bytes, ratio=1.0,
                  iterations=one.iterations, compile_s=round(one.compile_seconds, 1),
                  solve_s=round(one.solve_seconds, 1), force_N=one.reaction_force_N)]
+
+    def diffs(u):
+        d = np.asarray(u) - u1
+        return dict(u_rel_diff=float(np.abs(d).max() / np.abs(u1).max()),
+                    u_rel_diff_l2=float(np.linalg.norm(d) / np.linalg.norm(u1)))
+
+    if args.reference_rtol is not None:
+        ref_solver = VoxelPCG(rtol=args.reference_rtol, multigrid=solver.multigrid)
+        ref = compress(args.image, **{**kw, "solver": ref_solver})
+        rows.append(dict(devices=1, rtol=args.reference_rtol, iterations=ref.iterations,
+                         force_rel_diff=abs(ref.reaction_force_N - one.reaction_force_N)
+                         / abs(one.reaction_force_N), **diffs(ref.u)))
     for d in args.devices:
         r = compress(args.image, devices=d, **kw)
         rows.append(dict(devices=d, per_device_bytes=r.per_device_peak_memory_bytes,
@@ -59,8 +74,7 @@ def main() -> int:
                                      / one.per_device_peak_memory_bytes, 3),
                          iterations=r.iterations, compile_s=round(r.compile_seconds, 1),
                          solve_s=round(r.solve_seconds, 1), force_N=r.reaction_force_N,
-                         u_rel_diff=float(np.abs(np.asarray(r.u) - u1).max() / np.abs(u1).max()),
-                         force_rel_diff=abs(r.reaction_force_N - one.reaction_force_N)
+                         **diffs(r.u), force_rel_diff=abs(r.reaction_force_N - one.reaction_force_N)
                          / abs(one.reaction_force_N)))
     meta = dict(machine=platform.machine(), cpus=os.cpu_count(), jax=jax.__version__,
                 backend=jax.default_backend(), resample=args.resample, rtol=args.rtol,

@@ -162,11 +162,12 @@ def test_split_solve_equals_one_device_and_moves_no_fine_field():
 def test_split_solve_memory_per_device_is_a_quarter():
     """XLA's buffer estimate (arguments + outputs + temporaries) of one device of the 4-device
     solve against the one-device solve, on a 128×32×32 porous block (about 100k nodes, 65k
-    voxels; coarsest level ≤ 100 nodes, 4 slabs of 32 layers, no padding). Ideal is 1/4; the
-    bound 0.4 allows the duplicated interface layer (1/32 of a slab), the largest slab's excess
-    over the mean, the per-device halo buffers and the chunk-sized temporaries of the product
-    that do not shrink with the slab (measured 0.37 here, 0.35 at 4× the size); a gathered
-    fine field would add a whole one-device nodal vector to every device."""
+    voxels; 5 levels, the coarsest ≤ 100 nodes; 4 slabs of 32 layers, no padding). Ideal is
+    1/4; the bound 0.4 allows the duplicated interface layer (1/32 of a slab), the largest
+    slab's excess over the mean, the per-device halo buffers and the chunk-sized temporaries
+    of the product that do not shrink with the slab, and the replicated levels 3 and 4
+    (measured 0.38); a gathered fine field would add a whole one-device nodal vector to every
+    device."""
     out = run_on_devices("""
         import febone as fb
         from febone.voxel import Multigrid, VoxelGrid, VoxelModel, VoxelPCG, compile_voxel_solve
@@ -207,7 +208,8 @@ def test_cli_devices_on_micro_ct_crop_equals_one_device(shared_data, tmp_path):
         import json
         from febone.cli import main
         args = {args!r}
-        assert main(["compress", *args, "--devices", "4", "--json", {str(tmp_path / "4.json")!r}]) == 0
+        four = ["--devices", "4", "--json", {str(tmp_path / "4.json")!r}]
+        assert main(["compress", *args, *four]) == 0
         assert main(["compress", *args, "--json", {str(tmp_path / "1.json")!r}]) == 0
     """)
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

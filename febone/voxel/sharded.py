@@ -446,7 +446,8 @@ def sharded_effective_strain(placed: _Placed, u, *, nu=0.3) -> np.ndarray:
     dtype = np.dtype(jnp.result_type(float))
     _, _, strain = _programs(placed.mesh, _model_spec(placed.model), None, False)
     s = placed.slabs
-    out = strain(placed.model, jnp.asarray(nu, dtype), placed.put(s.split_nodes(np.asarray(u, dtype))))
+    u_loc = placed.put(s.split_nodes(np.asarray(u, dtype)))
+    out = strain(placed.model, jnp.asarray(nu, dtype), u_loc)
     return s.join_voxels(out)
 
 
