@@ -1,6 +1,7 @@
 """What JAX runs on: backend, device and floating-point precision."""
 from __future__ import annotations
 
+import os
 import platform
 
 import jax
@@ -18,7 +19,9 @@ def device_description() -> str:
 
 
 def runtime_info() -> dict:
-    """JAX version, backend, devices and the default float precision."""
+    """JAX version, backend, devices, the default float precision and whether XLA was started
+    with deterministic GPU scatters (``--xla_gpu_deterministic_ops=true`` in ``XLA_FLAGS``, set
+    by :func:`febone.precision.configure`)."""
     return {
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
@@ -26,6 +29,8 @@ def runtime_info() -> dict:
         "devices": [str(d) for d in jax.devices()],
         "precision": str(jnp.zeros(()).dtype) if not jax.config.jax_enable_x64 else "float64",
         "x64_enabled": bool(jax.config.jax_enable_x64),
+        "deterministic_gpu_ops": "--xla_gpu_deterministic_ops=true"
+                                 in os.environ.get("XLA_FLAGS", "").split(),
     }
 
 

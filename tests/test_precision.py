@@ -199,6 +199,7 @@ def test_mode_table_and_messages():
         check_rtol(PRECISIONS["float32"], 1e-7)
     check_rtol(PRECISIONS["float64"], 1e-12)
     assert CONTRACTION == jax.lax.Precision.HIGHEST
+    assert fb.runtime_info()["deterministic_gpu_ops"]  # the conftest configured it
 
 
 def test_configure_sets_x64_and_the_deterministic_flag_before_the_backend_starts():
