@@ -7,6 +7,7 @@ Example (trabecular bone at 39 µm, 1 % apparent strain along z)::
 
 The first node plane along the axis is fixed in all components, the last one displaced
 along the axis only. Prints the results as JSON (and writes them to ``--json``).
+``--devices N`` splits the model into N z-slabs, one per device (:mod:`febone.voxel.sharded`).
 """
 from __future__ import annotations
 
