@@ -109,8 +109,8 @@ class _Levels:
     m … L replicated (the whole level, as on one device). Transfers between levels m−1 and
     m go through the global numbering of level m (a small all-reduce)."""
 
-    def __init__(self, model: SlabModel, dtype):
-        self.model, self.dtype = model, dtype
+    def __init__(self, model: SlabModel):
+        self.model = model
         self.m = model.split_levels
         self.L = self.m + len(model.coarse) - 1
 
@@ -155,7 +155,7 @@ def setup_sharded_multigrid(model: SlabModel, E, nu, fixed, options) -> Multigri
     """
     dtype = working_dtype(options.dtype)
     wide = jnp.result_type(float)
-    lv = _Levels(model, dtype)
+    lv = _Levels(model)
     m, L = lv.m, lv.L
     slab = setup_multigrid(VoxelModel(model.levels, model.voxel_size), E, nu, fixed, options)
     forms = [_form(options, l) for l in range(m)] + ["matrices"] * (L + 1 - m)
@@ -211,7 +211,7 @@ def sharded_cycle(model: SlabModel, mg: MultigridData, r, options):
     device's slab: (n_nodes, 3) consistent residual, zero on fixed dofs -> correction."""
     out_dtype = r.dtype
     dtype = working_dtype(options.dtype)
-    lv = _Levels(model, dtype)
+    lv = _Levels(model)
     m, L = lv.m, lv.L
     forms = [_form(options, l) for l in range(m)] + ["matrices"] * (L + 1 - m)
 
