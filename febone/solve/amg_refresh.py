@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .amg_levels import AMGLevel, BlockCSR, _FineOperator
+
 __all__ = ["RefreshPlan", "GalerkinPlan", "refresh_plan", "refresh_on_device", "refresh",
            "assemble_blocks", "galerkin_product"]
 
@@ -311,7 +313,6 @@ def refresh_on_device(hierarchy, model, material, bcs=None):
     Raises:
         ValueError: the hierarchy carries no refresh plan.
     """
-    from .amg import AMGLevel, BlockCSR, _FineOperator
 
     plan = getattr(hierarchy, "refresh", None)
     if plan is None:
