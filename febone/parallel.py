@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["batch_devices", "map_batch", "initialize_distributed", "DISTRIBUTED_ENV"]
+__all__ = ["batch_devices", "map_batch", "DeviceBatch", "initialize_distributed",
+           "DISTRIBUTED_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,41 @@ def _sharded(fn, mesh: Mesh):
                                  check_vma=False))
 
 
+class DeviceBatch:
+    """A batch spread over ``devices`` and kept there between calls (a host loop that steps
+    its members, :func:`febone.remodel.batched.remodel_batch`): the placement and the program
+    of :func:`map_batch`, with the padding and the placement left to the caller.
+
+    Args:
+        devices: see :func:`batch_devices`.
+    """
+
+    def __init__(self, devices):
+        self.devices = batch_devices(devices)
+        self.mesh = Mesh(np.asarray(self.devices), (_AXIS,))
+        self._replicated = NamedSharding(self.mesh, PartitionSpec())
+        self._batched = NamedSharding(self.mesh, PartitionSpec(_AXIS))
+
+    def padding(self, n: int) -> int:
+        """Members to add to a batch of ``n`` for a multiple of the device count."""
+        return -n % len(self.devices)
+
+    def replicated(self, a):
+        """``a`` on every device (what every member uses); anything but an array unchanged."""
+        return _put(a, self._replicated) if _is_array(a) else a
+
+    def batched(self, a):
+        """The array ``a`` (leading size a multiple of the device count) spread over the
+        devices along its first axis."""
+        return _put(a, self._batched)
+
+    def map(self, fn):
+        """``vmap(fn, in_axes=(None, 0))`` over the devices, jitted: called with (replicated
+        pytree, batched pytree), it returns ``fn``'s outputs batched (one compilation per
+        ``fn`` object and device set)."""
+        return _sharded(fn, self.mesh)
+
+
 def map_batch(fn, shared, batched, *, devices):
     """``vmap(fn, in_axes=(None, 0))(shared, batched)`` with the batch spread over ``devices``.
 
@@ -111,25 +147,22 @@ def map_batch(fn, shared, batched, *, devices):
         over the devices along that axis (when n is a multiple of the device count; the padded
         copies are sliced off otherwise); across processes NumPy arrays, gathered on every one.
     """
-    devs = batch_devices(devices)
+    spread = DeviceBatch(devices)
     leaves = jax.tree_util.tree_leaves(batched)
     sizes = {np.shape(a)[0] if np.ndim(a) else None for a in leaves}
     if not leaves or len(sizes) != 1 or None in sizes:
         raise ValueError(f"map_batch needs arrays with one common leading (batch) size; got "
                          f"shapes {[np.shape(a) for a in leaves]}")
     (n,) = sizes
-    pad = -n % len(devs)
+    pad = spread.padding(n)
     if pad:                 # repeat the last member; its copies' results are dropped below
         batched = jax.tree_util.tree_map(
             lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), batched)
-    mesh = Mesh(np.asarray(devs), (_AXIS,))
-    batched = jax.tree_util.tree_map(
-        lambda a: _put(a, NamedSharding(mesh, PartitionSpec(_AXIS))), batched)
-    shared = jax.tree_util.tree_map(
-        lambda a: _put(a, NamedSharding(mesh, PartitionSpec())) if _is_array(a) else a, shared)
-    log.info("batch of %d (+%d padding) over %d devices (%d per device)", n, pad, len(devs),
-             (n + pad) // len(devs))
-    out = _sharded(fn, mesh)(shared, batched)
+    batched = jax.tree_util.tree_map(spread.batched, batched)
+    shared = jax.tree_util.tree_map(spread.replicated, shared)
+    log.info("batch of %d (+%d padding) over %d devices (%d per device)", n, pad,
+             len(spread.devices), (n + pad) // len(spread.devices))
+    out = spread.map(fn)(shared, batched)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 

@@ -5,6 +5,7 @@
     febone run --protocol trt --protocol trt-anastrozole --years 5
     febone run --protocol untreated-menopause --bone femur_medium_hex8 --json run.json
     febone run scenario.toml --out results/ --resume   # continue an interrupted run
+    febone run scenario.toml --devices 4         # the arms as one batch over 4 devices
 
 Every output time reports regional vBMD, DXA-like aBMD and T-score, % change, CTX/P1NP-like
 markers relative to baseline, and stiffness and fracture load of the strength load cases.
@@ -58,6 +59,10 @@ def register(sub) -> None:
                        help="replace the results of an earlier run in --out (only its files)")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
                    help="CG preconditioner of the FE solves (default auto: AMG with pyamg)")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="step the arms that share bone, settings and duration as one batch "
+                        "spread over N devices (at most jax.device_count(); the answers equal "
+                        "the arms run one after another); default: one after another")
     p.add_argument("--no-pictures", action="store_true", help="skip pictures and animation")
     p.add_argument("--list-protocols", action="store_true", help="list the protocols and exit")
     p.set_defaults(func=run)
@@ -230,6 +235,10 @@ def run(args) -> int:
         raise ValueError("--resume needs --out DIR (the folder of the interrupted run)")
     if args.overwrite and args.out is None:
         raise ValueError("--overwrite needs --out DIR (the folder of the earlier run)")
+    if args.devices is not None:
+        from ..parallel import batch_devices
+
+        batch_devices(args.devices)     # fail before the set-up: N ≤ jax.device_count()
     start = time.perf_counter()
     sc = _scenario(args)
     arms = [a.name for a in sc.runs()]
@@ -242,7 +251,7 @@ def run(args) -> int:
             _check_checkpoints(args.out)
         progress = _Progress(on_output=None if folder is None else folder.update)
         result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=progress,
-                              preconditioner=args.preconditioner)
+                              devices=args.devices, preconditioner=args.preconditioner)
         for name, res in result.arms.items():
             _print_arm(name, res)
         summary = result.summary()

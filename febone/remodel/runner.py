@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 from ..device import device_description
+from ..parallel import batch_devices
+from .batched import remodel_batch
 from .coupling import FE_COUPLING
 from .history import replayed, spinup_years
 from .model import daily_table
@@ -54,7 +56,7 @@ class ScenarioResult:
 
 
 def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
-                 coupling=None, **settings_overrides) -> ScenarioResult:
+                 coupling=None, devices=None, **settings_overrides) -> ScenarioResult:
     """Simulate every arm of ``scenario`` on its bone.
 
     Args:
@@ -66,6 +68,11 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         coupling: :class:`~febone.remodel.coupling.CouplingParameters` (default
             :data:`~febone.remodel.coupling.FE_COUPLING`: the FE-free fit with the FE-level
             correction of the menopausal RANKL gain).
+        devices: None (default): the arms one after another on the default device. A number
+            N (or a sequence of devices, :func:`febone.parallel.batch_devices`): the arms that
+            share the bone, the settings, the duration and the history are stepped as one batch
+            spread over N devices (:func:`~.batched.remodel_batch`), each arm's answers equal
+            to its lone run to round-off; an arm that shares them with no other runs alone.
         settings_overrides: fields of :class:`RemodelSettings` to override (e.g.
             ``preconditioner="jacobi"``).
 
@@ -75,10 +82,13 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
     from ..mesh.io import read_mesh
 
     start = time.perf_counter()
+    if devices is not None:
+        batch_devices(devices)           # fail before the set-up: N ≤ jax.device_count()
     coupling = FE_COUPLING if coupling is None else coupling
     meshes: dict[Path, object] = {}
     arms: dict[str, RemodelResult] = {}
     cache: dict = {}
+    groups: dict = {}
     for arm in scenario.runs():
         path = arm.bone.path()
         if path not in meshes:
@@ -89,11 +99,26 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         n_days = int(calendar(years, settings, history)[0][-1])
         inputs = daily_table(*replayed(arm.patient, arm.treatments, history), coupling, n_days)
         cb = None if progress is None else (lambda k, n, rec, _a=arm.name: progress(_a, k, n, rec))
-        arms[arm.name] = remodel(meshes[path], inputs, years=years, settings=settings,
-                                 label=_file_label(arm.name), out_dir=out_dir, resume=resume,
-                                 progress=cb, description={"arm": arm.name, "bone": str(path)},
-                                 cache=cache, history_years=history,
-                                 baseline_abmd=dict(getattr(arm.bone, "baseline_abmd", ())))
+        run = dict(inputs=inputs, years=years, settings=settings, label=_file_label(arm.name),
+                   out_dir=out_dir, resume=resume, progress=cb,
+                   description={"arm": arm.name, "bone": str(path)}, history_years=history,
+                   baseline_abmd=dict(getattr(arm.bone, "baseline_abmd", ())))
+        if devices is None:
+            arms[arm.name] = remodel(meshes[path], cache=cache, **run)
+        else:       # arms that can share one batch: the same bone, settings and calendar
+            key = (path, years, history, repr(settings.describe()))
+            groups.setdefault(key, []).append((arm.name, run))
+    for (path, *_), group in groups.items():
+        if len(group) == 1:
+            ((name, run),) = group
+            arms[name] = remodel(meshes[path], cache=cache, **run)
+            continue
+        log.info("arms %s: one batch over %s device(s)", [name for name, _ in group], devices)
+        results = remodel_batch(meshes[path], [run for _, run in group], devices=devices,
+                                cache=cache)
+        arms.update((name, res) for (name, _), res in zip(group, results))
+    if groups:                                   # in the scenario's order
+        arms = {arm.name: arms[arm.name] for arm in scenario.runs()}
     return ScenarioResult(scenario, arms, time.perf_counter() - start, device_description())
 
 

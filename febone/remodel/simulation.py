@@ -439,56 +439,144 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
         solve fails; :class:`~febone.remodel.cells.CellModelError` when the cell model cannot
         meet its tolerance.
     """
-    from ..solve.solution import ConvergenceError
+    run = _Run(mesh, inputs, years=years, settings=settings, label=label, out_dir=out_dir,
+               resume=resume, description=description, cache=cache, refresh=refresh,
+               history_years=history_years, baseline_abmd=baseline_abmd)
+    state, n_hist, n_steps = run.state, run.n_hist, run.n_steps
+    pending = None                   # the last dispatched step, checked while the next runs
+    for k in range(run.step0, n_steps):
+        t_step = time.perf_counter()
+        state, new_pending = run.dispatch(state, n_hist + k)
+        if pending is not None:
+            run.check(pending)
+            if progress is not None:
+                progress(pending[0] - n_hist + 1, n_steps, None)
+        pending = new_pending
+        if k + 1 in run.outputs:
+            run.check(pending)
+            pending = None
+        run.timing["step_seconds"] += time.perf_counter() - t_step
+        if k + 1 in run.outputs:
+            rec = run.output(state, k)
+            if progress is not None:
+                progress(k + 1, n_steps, rec)
+    return run.result()
 
-    start = time.perf_counter()
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a febone Mesh (febone.read_mesh); got {type(mesh).__name__}")
-    if not isinstance(settings, RemodelSettings):
-        raise TypeError(f"settings must be RemodelSettings; got {type(settings).__name__}")
-    bounds, n_hist = calendar(years, settings, history_years)
-    n_steps, day0 = len(bounds) - 1 - n_hist, int(bounds[n_hist])
-    every = int(round(settings.output_interval_years * settings.steps_per_year))
-    outputs = set(range(every, n_steps + 1, every)) | {n_steps}
-    table, load_factor, mineral_factor = _check_inputs(inputs, int(bounds[-1]))
-    if resume and out_dir is None:
-        raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
-    cache = {} if cache is None else cache
-    key = (id(mesh), json.dumps(settings.describe(), sort_keys=True, default=str))
-    if key not in cache:
-        cache[key] = {"model": build_model(mesh, settings)}
-    shared = cache[key]
-    model = shared["model"]
-    phys = physics(settings, float(np.mean(mineral_factor[day0:])))
-    out = _Outputs(mesh, model, settings, shared)
-    state, ok = _initial_state(model, phys)
-    if not bool(ok):
-        raise ValueError("the baseline habitual-load solves did not converge or the bone "
-                         "does not resist the load; check the node sets of the load cases")
-    fp = _fingerprint(mesh, table, load_factor, settings, years, history_years,
-                      baseline_abmd)
-    density_scale = 1.0
-    timing = {"setup_seconds": 0.0, "history_seconds": 0.0, "step_seconds": 0.0,
-              "output_seconds": 0.0}
 
-    # on the device once: the daily inputs, every step's first day, the model and the physics
-    # (a step then moves nothing between host and device)
-    days_dev = jax.device_put((Drives(**table), load_factor,
-                               [np.float64(b) for b in bounds[:-1]]))
-    model, phys = jax.device_put((model, phys))
+class _Run:
+    """One run's host side, for :func:`remodel` and for a batch of runs
+    (:func:`febone.remodel.batched.remodel_batch`): the set-up (inputs checked, model, physics,
+    the history replayed or the checkpoint read, baseline written: :attr:`state` at step
+    :attr:`step0`), a step's dispatch and checks, an output (measures, fields, checkpoint,
+    jsonl) and the result. Arguments as :func:`remodel`'s."""
 
-    def dispatch(state, k):
+    def __init__(self, mesh: Mesh, inputs, *, years, settings, label, out_dir, resume,
+                 description, cache, refresh, history_years, baseline_abmd):
+        self.start = start = time.perf_counter()
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"mesh must be a febone Mesh (febone.read_mesh); got "
+                            f"{type(mesh).__name__}")
+        if not isinstance(settings, RemodelSettings):
+            raise TypeError(f"settings must be RemodelSettings; got {type(settings).__name__}")
+        self.mesh, self.settings, self.label, self.refresh = mesh, settings, label, refresh
+        self.bounds, self.n_hist = bounds, n_hist = calendar(years, settings, history_years)
+        self.n_steps, self.day0 = n_steps, day0 = len(bounds) - 1 - n_hist, int(bounds[n_hist])
+        every = int(round(settings.output_interval_years * settings.steps_per_year))
+        self.outputs = set(range(every, n_steps + 1, every)) | {n_steps}
+        table, load_factor, mineral_factor = _check_inputs(inputs, int(bounds[-1]))
+        if resume and out_dir is None:
+            raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
+        cache = {} if cache is None else cache
+        key = (id(mesh), json.dumps(settings.describe(), sort_keys=True, default=str))
+        if key not in cache:
+            cache[key] = {"model": build_model(mesh, settings)}
+        shared = cache[key]
+        model = shared["model"]
+        phys = physics(settings, float(np.mean(mineral_factor[day0:])))
+        self.out = out = _Outputs(mesh, model, settings, shared)
+        state, ok = _initial_state(model, phys)
+        if not bool(ok):
+            raise ValueError("the baseline habitual-load solves did not converge or the bone "
+                             "does not resist the load; check the node sets of the load cases")
+        self.fp = fp = _fingerprint(mesh, table, load_factor, settings, years, history_years,
+                                    baseline_abmd)
+        density_scale = 1.0
+        self.timing = timing = {"setup_seconds": 0.0, "history_seconds": 0.0,
+                                "step_seconds": 0.0, "output_seconds": 0.0}
+
+        # on the device once: the daily inputs, every step's first day, the model and the physics
+        # (a step then moves nothing between host and device)
+        self.days_dev = jax.device_put((Drives(**table), load_factor,
+                                        [np.float64(b) for b in bounds[:-1]]))
+        self.model, self.phys = model, phys = jax.device_put((model, phys))
+
+        out_dir = None if out_dir is None else Path(out_dir)
+        self.ckpt = self.jsonl = None
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.ckpt, self.jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
+        self.step0 = 0
+        if resume and self.ckpt.exists():
+            state, self.step0, records, series, out.strength_warm = _load_checkpoint(
+                self.ckpt, state, fp)
+            out.baseline = records[0]
+            if refresh:                              # as the uninterrupted run did there
+                self.model = refresh_preconditioners(model, state, phys, settings)
+            log.info("%s: resuming at step %d of %d", label, self.step0, n_steps)
+        else:
+            if resume:
+                log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
+            t_hist = time.perf_counter()
+            if n_hist:
+                log.info("%s: replaying %.2f years of history before time 0", label, history_years)
+
+            def replay(scale):
+                s0, _ = _initial_state(model, phys, scaled_density(model.rho0, scale))
+                return self.advance(s0, range(n_hist))
+
+            # arms of one patient share their history (same days, drives, physics): replay it once
+            hkey = _history_key(table, load_factor, day0, phys, history_years, baseline_abmd)
+            replays = shared.setdefault("history", {})
+            if hkey in replays:
+                density_scale, state = replays[hkey]
+            elif baseline_abmd:
+                density_scale, state = _fit_density_scale(replay, out, phys, baseline_abmd, label)
+            else:
+                state = replay(1.0)
+            replays[hkey] = (density_scale, state)
+            timing["history_seconds"] = time.perf_counter() - t_hist
+            out.baseline = out.measure(state, phys, 0.0)
+            records = [out.baseline]
+            series = {k: [v] for k, v in out.fields(state, phys).items()}
+        self.state, self.records, self.series = state, records, series
+        if self.jsonl is not None:
+            atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
+        timing["setup_seconds"] = time.perf_counter() - start - timing["history_seconds"]
+        self.desc = {"label": label, "years": years, "history_years": history_years,
+                     "baseline_abmd": dict(baseline_abmd or {}), "density_scale": density_scale,
+                     "fingerprint": fp, "settings": settings.describe(),
+                     "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
+                     **(description or {})}
+
+    def dispatch(self, state, k):
         """Step k of the calendar (history steps first), dispatched: ``(state, (k, code))``."""
-        drives, lf, starts = days_dev
-        new, code = _step(model, phys, state, drives, lf, starts[k],
-                          n_days=int(bounds[k + 1] - bounds[k]))
+        drives, lf, starts = self.days_dev
+        new, code = _step(self.model, self.phys, state, drives, lf, starts[k],
+                          n_days=self.n_days(k))
         return new, (k, code)
 
-    def check(pending):
+    def n_days(self, k: int) -> int:
+        """Days of step k of the calendar."""
+        return int(self.bounds[k + 1] - self.bounds[k])
+
+    def check(self, pending):
         """Raise if the dispatched step ``pending`` = (k, code) failed (waits for it)."""
+        from ..solve.solution import ConvergenceError
+
         k, code = pending
         code = int(code)
-        when = f"day {int(bounds[k + 1]) - day0} (from time 0)"
+        label = self.label
+        when = f"day {int(self.bounds[k + 1]) - self.day0} (from time 0)"
         if code == _NAN:
             raise CellModelError(f"{label}: the cell model produced NaN at {when}; check the "
                                  f"daily inputs for extreme values")
@@ -499,96 +587,42 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             raise ConvergenceError(f"{label}: habitual-load FE solve failed at {when} (CG did "
                                    f"not converge or the bone no longer resists the load)")
 
-    def advance(state, ks):
+    def advance(self, state, ks):
         """Steps ``ks`` one after the other, each checked while the next one runs."""
         pending = None
         for k in ks:
-            state, new_pending = dispatch(state, k)
+            state, new_pending = self.dispatch(state, k)
             if pending is not None:
-                check(pending)
+                self.check(pending)
             pending = new_pending
         if pending is not None:
-            check(pending)
+            self.check(pending)
         return state
 
-    out_dir = None if out_dir is None else Path(out_dir)
-    ckpt = jsonl = None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt, jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
-    step0 = 0
-    if resume and ckpt.exists():
-        state, step0, records, series, out.strength_warm = _load_checkpoint(ckpt, state, fp)
-        out.baseline = records[0]
-        if refresh:                              # as the uninterrupted run did there
-            model = refresh_preconditioners(model, state, phys, settings)
-        log.info("%s: resuming at step %d of %d", label, step0, n_steps)
-    else:
-        if resume:
-            log.warning("%s: no checkpoint in %s; starting from the beginning", label, out_dir)
-        t_hist = time.perf_counter()
-        if n_hist:
-            log.info("%s: replaying %.2f years of history before time 0", label, history_years)
-
-        def replay(scale):
-            s0, _ = _initial_state(model, phys, scaled_density(model.rho0, scale))
-            return advance(s0, range(n_hist))
-
-        # arms of one patient share their history (same days, drives, physics): replay it once
-        hkey = _history_key(table, load_factor, day0, phys, history_years, baseline_abmd)
-        replays = shared.setdefault("history", {})
-        if hkey in replays:
-            density_scale, state = replays[hkey]
-        elif baseline_abmd:
-            density_scale, state = _fit_density_scale(replay, out, phys, baseline_abmd, label)
-        else:
-            state = replay(1.0)
-        replays[hkey] = (density_scale, state)
-        timing["history_seconds"] = time.perf_counter() - t_hist
-        out.baseline = out.measure(state, phys, 0.0)
-        records = [out.baseline]
-        series = {k: [v] for k, v in out.fields(state, phys).items()}
-    if jsonl is not None:
-        atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
-    timing["setup_seconds"] = time.perf_counter() - start - timing["history_seconds"]
-    pending = None                   # the last dispatched step, checked while the next runs
-    for k in range(step0, n_steps):
-        t_step = time.perf_counter()
-        state, new_pending = dispatch(state, n_hist + k)
-        if pending is not None:
-            check(pending)
-            if progress is not None:
-                progress(pending[0] - n_hist + 1, n_steps, None)
-        pending = new_pending
-        rec = None
-        if k + 1 in outputs:
-            check(pending)
-            pending = None
+    def output(self, state, k: int) -> dict:
+        """The output after step k (from time 0) of ``state``: the AMG refresh, the record and
+        fields, the checkpoint, then the jsonl. Returns the record."""
         t_out = time.perf_counter()
-        timing["step_seconds"] += t_out - t_step
-        if k + 1 in outputs:
-            if refresh:
-                model = refresh_preconditioners(model, state, phys, settings)
-            rec = out.measure(state, phys, (k + 1) / settings.steps_per_year,
-                              int(bounds[n_hist + k + 1]) - day0)
-            records.append(rec)
-            for name, v in out.fields(state, phys).items():
-                series[name].append(v)
-            if out_dir is not None:
-                # the checkpoint first: the jsonl never runs ahead of it
-                _save_checkpoint(ckpt, state, k + 1, fp, records, series, out.strength_warm)
-                atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in records))
-            timing["output_seconds"] += time.perf_counter() - t_out
-            if progress is not None:
-                progress(k + 1, n_steps, rec)
-    timing["steps"] = n_steps - step0
-    timing["days"] = int(bounds[-1] - bounds[n_hist + step0])
-    desc = {"label": label, "years": years, "history_years": history_years,
-            "baseline_abmd": dict(baseline_abmd or {}), "density_scale": density_scale,
-            "fingerprint": fp,
-            "settings": settings.describe(),
-            "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
-            **(description or {})}
-    return RemodelResult(label, records, *(np.asarray(series[k]) for k in
-                                           ("density", "bvtv", "displacement", "von_mises")),
-                         time.perf_counter() - start, device_description(), desc)
+        out, phys = self.out, self.phys
+        if self.refresh:
+            self.model = refresh_preconditioners(self.model, state, phys, self.settings)
+        rec = out.measure(state, phys, (k + 1) / self.settings.steps_per_year,
+                          int(self.bounds[self.n_hist + k + 1]) - self.day0)
+        self.records.append(rec)
+        for name, v in out.fields(state, phys).items():
+            self.series[name].append(v)
+        if self.ckpt is not None:
+            # the checkpoint first: the jsonl never runs ahead of it
+            _save_checkpoint(self.ckpt, state, k + 1, self.fp, self.records, self.series,
+                             out.strength_warm)
+            atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.records))
+        self.timing["output_seconds"] += time.perf_counter() - t_out
+        return rec
+
+    def result(self) -> RemodelResult:
+        self.timing["steps"] = self.n_steps - self.step0
+        self.timing["days"] = int(self.bounds[-1] - self.bounds[self.n_hist + self.step0])
+        return RemodelResult(self.label, self.records,
+                             *(np.asarray(self.series[k]) for k in
+                               ("density", "bvtv", "displacement", "von_mises")),
+                             time.perf_counter() - self.start, device_description(), self.desc)
