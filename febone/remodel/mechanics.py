@@ -37,11 +37,16 @@ from ..solve.pcg import PCG
 from ..solve.relay import solve_relayed
 
 __all__ = ["HabitualLoad", "MechanicalStimulus", "PosedCase", "DEFAULT_HABITUAL", "build_stimulus",
+           "STIMULUS_QUANTITIES",
            "pose_case", "case_stiffness", "habitual_sed", "habitual_sed_relayed", "lazy_zone"]
 
 log = logging.getLogger(__name__)
 
 _G = 9.81  # m/s², body weight → N
+
+
+#: What the cells may sense (:class:`MechanicalStimulus` ``quantity``).
+STIMULUS_QUANTITIES = ("sed", "strain", "effective-strain")
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,14 @@ class MechanicalStimulus:
         node_weight: (n_nodes,) Σ of the volumes of each node's elements (mm³), or ``None``.
         volumes: (n_elements,) element volumes, mm³.
         solver: :class:`PCG` strategy of the solves.
-        quantity: ``"sed"`` (strain energy density Ψ, MPa) or ``"strain"`` (Ψ/E = ε_eff²/2,
-            the squared effective strain over two: what an element feels when its modulus
-            changes and its deformation does not).
+        quantity: ``"sed"`` (strain energy density Ψ, MPa), ``"strain"`` (SED/E = ε_eff²/2,
+            the squared effective strain over two) or ``"effective-strain"`` (ε_eff =
+            √(2·SED/E), the root mean square over the habitual cases, dimensionless). The two
+            strain measures are what an element feels when its modulus changes and its
+            deformation does not; they differ in the loop gain of the feedback. Under a fixed
+            force a uniform loss of density raises SED by (E0/E), ε_eff by (E0/E) and SED/E by
+            (E0/E)²: the effective strain gives the FE loop the feedback of the FE-free site
+            closure the coupling was calibrated with (:mod:`.site`), SED/E twice it.
     """
 
     cases: tuple
@@ -151,7 +161,8 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         habitual: sequence of :class:`HabitualLoad`; weights must sum to 1.
         body_mass_kg: body mass, kg (forces = magnitude_bw × body_mass_kg × 9.81 N).
         smoothing: average the stimulus element → node → element (anti-checkerboard).
-        quantity: the stimulus, ``"sed"`` or ``"strain"`` (see :class:`MechanicalStimulus`).
+        quantity: the stimulus, one of :data:`STIMULUS_QUANTITIES` (see
+            :class:`MechanicalStimulus`).
         preconditioner: ``"auto"``, ``"amg"`` or ``"jacobi"`` (see
             :func:`febone.solve.amg.make_preconditioner`).
         solver: :class:`PCG` settings (default rtol 1e-8).
@@ -168,9 +179,10 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"habitual load weights must sum to 1 (shares of the daily loading); "
                          f"got {total:g} for {[h.case for h in habitual]}")
-    if quantity not in ("sed", "strain"):
-        raise ValueError(f"unknown stimulus quantity {quantity!r}; use 'sed' (strain energy "
-                         f"density) or 'strain' (SED/E = ε_eff²/2)")
+    if quantity not in STIMULUS_QUANTITIES:
+        raise ValueError(f"unknown stimulus quantity {quantity!r}; use one of "
+                         f"{', '.join(map(repr, STIMULUS_QUANTITIES))} (see "
+                         f"febone.remodel.mechanics.MechanicalStimulus)")
     if not (np.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ValueError(f"body_mass_kg must be positive; got {body_mass_kg}")
     solver = solver or PCG(rtol=1e-8)
@@ -297,11 +309,13 @@ def _habitual(stim, E, nu, u_prev, relay, solve_case):
         k = case_stiffness(c, mat, u)                            # N per mm of displacement
         scale = c.force_N / k
         sed = element_fields(c.model, mat, u).sed
-        psi = psi + c.weight * scale ** 2 * (sed / E if stim.quantity == "strain" else sed)
+        psi = psi + c.weight * scale ** 2 * (sed if stim.quantity == "sed" else sed / E)
         us.append(u)
         forces.append(k)
         relays.append(r)
         ok = ok & converged & (k > 0)
+    if stim.quantity == "effective-strain":                      # RMS over the cases
+        psi = jnp.sqrt(jnp.maximum(2.0 * psi, jnp.finfo(psi.dtype).tiny))
     if stim.smooth_nodes is not None:
         psi = _smooth(stim, psi)
     return psi, tuple(us), jnp.stack(forces), ok, tuple(relays)

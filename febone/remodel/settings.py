@@ -70,8 +70,10 @@ class RemodelSettings:
             (:func:`~.mechanics.lazy_zone`; fraction, 0 = none). The default ±2 % keeps the
             cell model's disuse term, κ·(1 − Ψ/Ψ̆) with κ = 1e4 pM/day below homeostasis, from
             making the monthly steps overshoot around Ψ/Ψ̆ = 1.
-        stimulus: what the cells sense (:class:`~.mechanics.MechanicalStimulus`): ``"strain"``
-            (default; SED/E, the squared effective strain) or ``"sed"``.
+        stimulus: what the cells sense (:class:`~.mechanics.MechanicalStimulus`):
+            ``"effective-strain"`` (default; ε_eff = √(2·SED/E), whose feedback under a fixed
+            force is that of the FE-free calibration's closure), ``"strain"`` (SED/E = ε_eff²/2,
+            twice that feedback) or ``"sed"``.
         preconditioner: CG preconditioner of the FE solves (``auto`` = AMG with pyamg).
     """
 
@@ -90,7 +92,7 @@ class RemodelSettings:
     cell_rtol: float | None = 1e-4
     smoothing: bool = True
     lazy_zone: float = 0.02
-    stimulus: str = "strain"
+    stimulus: str = "effective-strain"
     preconditioner: str = "auto"
 
     def __post_init__(self):
