@@ -72,8 +72,13 @@ def register(sub) -> None:
     p.add_argument("--max-displacement", type=float, dest="max_displacement",
                    help="nonlinear: largest applied displacement, mm (default: 10 × the "
                         "displacement at first yield)")
+    p.add_argument("--solver", default="auto", choices=["auto", "voxel", "unstructured"],
+                   help="engine: voxel (matrix-free geometric multigrid; grid-aligned hex8 "
+                        "meshes, as the bundled bones), unstructured (any mesh), or auto "
+                        "(default: voxel where the mesh allows, else unstructured)")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
-                   help="CG preconditioner (default auto: AMG when pyamg is installed)")
+                   help="CG preconditioner of the unstructured path (default auto: AMG when "
+                        "pyamg is installed; naming one keeps --solver auto unstructured)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     add_precision_options(p)
     add_overwrite_option(p)
@@ -198,7 +203,7 @@ def _run(args) -> int:
     from ..strength import ProgressiveFailure
 
     result = strength(mesh, case, E, nu=args.nu, methods=methods, density=density,
-                      preconditioner=args.preconditioner,
+                      preconditioner=args.preconditioner, solver=args.solver,
                       nonlinear=ProgressiveFailure(max_displacement_mm=args.max_displacement),
                       progress=progress if "nonlinear" in methods else None,
                       node_sets=boxes, find_sets=args.find_sets,
@@ -219,7 +224,8 @@ def _run(args) -> int:
     print("  node sets        " + ", ".join(f"{k} ({v['nodes']} nodes, {v['source']})"
                                             for k, v in result.node_sets.items()))
     print(f"  stiffness        {result.stiffness_N_per_mm:12.1f} N/mm   ({mesh.n_dofs} dofs, "
-          f"{result.iterations} CG iterations, {result.solve_seconds:.2f} s, {result.device})")
+          f"{result.solver} solver, {result.iterations} CG iterations, "
+          f"{result.solve_seconds:.2f} s, {result.device})")
     for k, v in result.fracture_load_N.items():
         print(f"  fracture load    {v:12.1f} N      ({v / bw:5.2f} × body weight)   [{k}]")
     if args.json:

@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from ..fe.model import FEModel
-from ..fe.post import ElementFields, element_fields, reaction_forces
+from ..fe.post import ElementFields
 from ..material.elastic import LinearElastic
 from ..mesh.mesh import Mesh
 from ..precision import precision_mode
-from ..solve.linear import solve
-from ..solve.pcg import PCG
+from .engines import build_engine
 from .geometry import resolve_node_sets
 from .criteria import Pistoia, StrainLimits, effective_strain, failure_load, strain_limit_ratio
 from .loadcases import LoadCase
@@ -44,6 +42,8 @@ class StrengthResult:
         node_sets: {set name: {"source": "mask" | "box" | "given" | "geometry", "nodes": n}}.
         side: ``"right"`` or ``"left"`` for femur cases (a left femur's pose is mirrored, see
             :meth:`LoadCase.sided`), None otherwise.
+        solver: the engine that solved: ``"voxel"`` or ``"unstructured"``
+            (:mod:`febone.strength.engines`).
     """
 
     case: LoadCase
@@ -61,6 +61,7 @@ class StrengthResult:
     failed_elements: dict = field(default_factory=dict)
     node_sets: dict = field(default_factory=dict)
     side: str | None = None
+    solver: str = "unstructured"
 
     def summary(self) -> dict:
         """JSON-ready summary (the keys of ``febone strength --json``)."""
@@ -68,7 +69,7 @@ class StrengthResult:
                "fracture_load_N": self.fracture_load_N, "failure_region": self.failure_region,
                "n_dofs": self.n_dofs, "iterations": self.iterations,
                "solve_seconds": self.solve_seconds, "device": self.device,
-               "node_sets": self.node_sets, "side": self.side}
+               "node_sets": self.node_sets, "side": self.side, "solver": self.solver}
         if self.curve is not None:
             out["nonlinear"] = {"displacement_mm": self.curve.displacement_mm.tolist(),
                                 "force_N": self.curve.force_N.tolist(),
@@ -97,7 +98,7 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
              methods=("pistoia", "pistoia-smooth", "strain-limit"),
              pistoia: Pistoia = Pistoia(), limits: StrainLimits = StrainLimits(),
              nonlinear: ProgressiveFailure = ProgressiveFailure(), density=None,
-             tissue_volume=None, solver: PCG | None = None, preconditioner="auto",
+             tissue_volume=None, solver="auto", preconditioner="auto",
              progress=None, node_sets=None, find_sets: str = "auto", u0=None,
              precision: str | None = None) -> StrengthResult:
     """Stiffness and fracture load of ``mesh`` under ``case``.
@@ -113,10 +114,18 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
         density: (n_elements,) apparent density, g/cm³ (density-dependent yield strains).
         tissue_volume: (n_elements,) mm³ weights of the linear criteria (default: element
             volumes, i.e. continuum tissue; pass BV/TV × volume for porous elements).
-        solver: passed to :func:`febone.solve`.
-        preconditioner: ``"auto"`` (AMG when pyamg is installed), ``"amg"``, ``"jacobi"``,
-            or a preconditioner object for :func:`febone.solve`; a named one is built once for
-            the posed model and reused by every solve of the analysis.
+        solver: the engine (:mod:`febone.strength.engines`): ``"auto"`` (default: the voxel
+            engine for a grid-aligned hex8 mesh, as the bundled bones are, unless
+            ``preconditioner`` names an unstructured one; else the unstructured path),
+            ``"voxel"`` (raises :class:`febone.voxel.from_mesh.NotGridAligned`, saying why,
+            for any other mesh) or ``"unstructured"``; or a strategy object: a
+            :class:`febone.PCG` runs the unstructured path with it, a
+            :class:`febone.voxel.VoxelPCG` the voxel engine. Both engines give the same
+            answers to the solver tolerance. None means ``"auto"``.
+        preconditioner: of the unstructured path: ``"auto"`` (AMG when pyamg is installed),
+            ``"amg"``, ``"jacobi"``, or a preconditioner object for :func:`febone.solve`; a
+            named one is built once for the posed model and reused by every solve of the
+            analysis. The voxel engine uses geometric multigrid.
         progress: callable(displacement_mm, force_N) for the nonlinear analysis.
         node_sets: optional {set name: node ids or :class:`~febone.strength.geometry.Box`}
             overriding the mesh's masks for the sets the case uses.
@@ -143,24 +152,20 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
                 for name, src in sources.items()}
     case, side = case.sided(mesh)
     posed = case.posed(mesh)
-    model = FEModel.from_mesh(posed)
     mat = LinearElastic.create(E, nu, mesh.n_elements)
     bcs = case.boundary_conditions(posed)
-    if isinstance(preconditioner, str):
-        from ..solve.amg import make_preconditioner
-
-        preconditioner = make_preconditioner(preconditioner, model, mat, bcs)
+    engine = build_engine(solver, mesh, posed, case.pose, mat.E, nu, bcs,
+                          preconditioner=preconditioner, precision=precision)
     t0 = time.perf_counter()
-    sol = solve(model, mat, bcs, solver=solver, preconditioner=preconditioner, u0=u0,
-                precision=precision)
+    sol = engine.solve(mat.E, bcs, u0=u0)
     solve_seconds = time.perf_counter() - t0
-    reactions = reaction_forces(model, mat, bcs, sol.u)
+    reactions = engine.reactions(mat.E, bcs, sol.u)
     force = float(case.measured_force(reactions, posed))
     if not force > 0:
         raise ValueError(f"load case {case.name}: the measured force is {force:.4g} N (not "
                          f"resisting the applied displacement); check the node sets and the pose")
-    fields = element_fields(model, mat, sol.u)
-    volumes = np.asarray(model.volumes)
+    fields = engine.fields(mat.E, sol.u)
+    volumes = engine.volumes
     weights = jnp.asarray(volumes if tissue_volume is None else tissue_volume)
     eff = effective_strain(fields.sed, mat.E)
     ratio = strain_limit_ratio(fields.principal_strain, limits)
@@ -186,8 +191,8 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
     if "nonlinear" in methods:
         unit = case.boundary_conditions(posed, displacement_mm=1.0)
         curve = progressive_failure(
-            model, mat.E, nu, unit, lambda r: case.measured_force(r, posed), settings=nonlinear,
-            density=density, preconditioner=preconditioner, progress=progress)
+            engine, mat.E, nu, unit, lambda r: case.measured_force(r, posed), settings=nonlinear,
+            density=density, progress=progress)
         loads["nonlinear"] = curve.ultimate_load_N
         yielded = np.flatnonzero(curve.damage_at_ultimate > 0)
         failed["nonlinear"] = yielded
@@ -195,5 +200,5 @@ def strength(mesh: Mesh, case: LoadCase, E, *, nu: float = 0.3,
                                 "first_yield": _region_summary(mesh, curve.first_yield, volumes),
                                 "peak_reached": curve.peak_reached}
     return StrengthResult(case, force / case.displacement_mm, loads, regions, np.asarray(sol.u),
-                          fields, np.asarray(eff), curve, model.n_dofs, int(sol.stats.iterations),
-                          solve_seconds, sol.stats.device, failed, set_info, side)
+                          fields, np.asarray(eff), curve, engine.n_dofs, int(sol.stats.iterations),
+                          solve_seconds, sol.stats.device, failed, set_info, side, engine.name)

@@ -48,10 +48,7 @@ import numpy as np
 
 from ..fe.bc import BoundaryConditions
 from ..fe.model import FEModel
-from ..fe.post import element_fields, reaction_forces
-from ..material.elastic import LinearElastic
-from ..solve.linear import solve
-from ..solve.pcg import PCG
+from .engines import UnstructuredEngine
 
 __all__ = ["ProgressiveFailure", "FailureCurve", "secant_ratio", "progressive_failure"]
 
@@ -160,19 +157,22 @@ def secant_ratio(kappa, p: ProgressiveFailure):
     return jnp.where(kappa <= 1.0, 1.0, s / k)
 
 
-def _strain_ratio(model, E, nu, u, eps_t, eps_c):
-    f = element_fields(model, LinearElastic(E, nu), u)
-    return jnp.maximum(jnp.maximum(f.principal_strain[:, 0], 0.0) / eps_t,
-                       jnp.maximum(-f.principal_strain[:, 2], 0.0) / eps_c)
+@jax.jit
+def _ratio(principal_strain, eps_t, eps_c):
+    return jnp.maximum(jnp.maximum(principal_strain[:, 0], 0.0) / eps_t,
+                       jnp.maximum(-principal_strain[:, 2], 0.0) / eps_c)
 
 
-def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, measure_force, *,
+def progressive_failure(model, E, nu, bcs_unit: BoundaryConditions, measure_force, *,
                         settings: ProgressiveFailure = ProgressiveFailure(), density=None,
                         preconditioner=None, progress=None) -> FailureCurve:
     """Incremental displacement-controlled failure analysis.
 
     Args:
-        model: geometry (posed for the load case).
+        model: geometry posed for the load case: a :class:`febone.FEModel` (solved on the
+            unstructured path with ``preconditioner``), or an engine of
+            :mod:`febone.strength.engines` (its own solver; ``nu`` and ``preconditioner``
+            are then those of the engine).
         E: (n_elements,) elastic moduli, MPa.
         nu: Poisson's ratio.
         bcs_unit: boundary conditions for a 1 mm applied displacement (scaled per increment).
@@ -183,20 +183,23 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
         progress: optional callable(displacement_mm, force_N) after each accepted increment.
     """
     p = settings
+    engine = UnstructuredEngine(model, nu, preconditioner) if isinstance(model, FEModel) \
+        else model
     E = jnp.asarray(E)
     scale = 1.0 if density is None else (jnp.asarray(density) / p.rho_ref) ** p.density_exponent
     eps_t, eps_c = p.yield_tension * scale, p.yield_compression * scale
-    solver = PCG(rtol=p.rtol)
-    ratio_fn = jax.jit(_strain_ratio)
+
+    def ratio_fn(u):
+        return _ratio(engine.fields(E, u).principal_strain, eps_t, eps_c)
+
     max_d = p.max_displacement_mm
     if max_d is None:  # scale-free default: a multiple of the linear first-yield displacement
-        u1 = solve(model, LinearElastic(E, nu), bcs_unit, solver=solver,
-                   preconditioner=preconditioner).u
-        max_d = p.auto_range / float(jnp.max(ratio_fn(model, E, nu, u1, eps_t, eps_c)))
+        u1 = engine.solve(E, bcs_unit, rtol=p.rtol).u
+        max_d = p.auto_range / float(jnp.max(ratio_fn(u1)))
     step0 = max_d / p.increments
     min_step = step0 * p.min_increment_fraction
-    kappa_prev = kappa = jnp.zeros(model.n_elements, E.dtype)
-    u = jnp.zeros((model.n_nodes, 3), E.dtype)
+    kappa_prev = kappa = jnp.zeros(engine.n_elements, E.dtype)
+    u = jnp.zeros((engine.n_nodes, 3), E.dtype)
     disp, force = [0.0], [0.0]
     best = (0.0, -np.inf, None)
     peak_reached = False
@@ -210,11 +213,10 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
         rate = (target - d_now) / (d_now - d_prev) if d_now > d_prev else 0.0
         k_ex = kappa + (kappa - kappa_prev) * rate
         g_ex = secant_ratio(k_ex, p)
-        mat = LinearElastic(E * g_ex, nu)
-        u_new = solve(model, mat, bcs, solver=solver, u0=u * (target / d_now) if d_now > 0 else u,
-                      preconditioner=preconditioner, check_supports=(solves == 0)).u
+        u_new = engine.solve(E * g_ex, bcs, u0=u * (target / d_now) if d_now > 0 else u,
+                             rtol=p.rtol, check_supports=(solves == 0)).u
         solves += 1
-        k_new = jnp.maximum(kappa, ratio_fn(model, E, nu, u_new, eps_t, eps_c))
+        k_new = jnp.maximum(kappa, ratio_fn(u_new))
         err = float(jnp.max(jnp.abs(secant_ratio(k_new, p) - g_ex)))
         if not np.isfinite(err):
             raise FloatingPointError(f"progressive failure: non-finite strains at {target:.4g} mm "
@@ -224,7 +226,7 @@ def progressive_failure(model: FEModel, E, nu, bcs_unit: BoundaryConditions, mea
             rejected += 1
             log.debug("increment to %.4g mm: stiffness error %.3g; halving to %.4g mm", target, err, step)
             continue
-        F = float(measure_force(reaction_forces(model, mat, bcs, u_new)))
+        F = float(measure_force(engine.reactions(E * g_ex, bcs, u_new)))
         if first_yield.size == 0 and bool(jnp.any(k_new > 1.0)):
             first_yield = np.flatnonzero(np.asarray(k_new) > 1.0)
         kappa_prev, kappa, u, d_prev, d_now = kappa, k_new, u_new, d_now, target

@@ -4,11 +4,16 @@ hex8 operator, geometric multigrid-preconditioned CG, and the uniaxial compressi
 One model can be split over several devices in z-slabs (:mod:`febone.voxel.slabs`,
 :mod:`febone.voxel.sharded`: ``compress(..., devices=N)``, :func:`solve_voxel_sharded`).
 
+A grid-aligned hex8 mesh (the bundled bones) maps onto a grid (:func:`mesh_grid`), so
+``febone.strength`` solves it here (:mod:`febone.strength.engines`).
+
 Axis order of images: (z, y, x); voxel size (dz, dy, dx) in mm; displacement components
 (x, y, z). See :mod:`febone.voxel.grid` for the node and voxel numbering.
 """
 from .compress import (CompressionResult, compress, compress_mask, effective_strain,
                        pistoia_failure_load)
+from .fields import voxel_fields
+from .from_mesh import MeshGrid, NotGridAligned, mesh_grid
 from .grid import VoxelGrid, VoxelLevel, VoxelModel
 from .image import Segmentation, VoxelImage, largest_component, load_image, otsu_threshold, segment
 from .multigrid import Multigrid
@@ -21,4 +26,4 @@ __all__ = ["VoxelGrid", "VoxelLevel", "VoxelModel", "Multigrid", "VoxelPCG", "so
            "Segmentation", "load_image", "segment", "otsu_threshold", "largest_component",
            "CompressionResult", "compress", "compress_mask", "effective_strain",
            "pistoia_failure_load", "Slabs", "split_slabs", "solve_voxel_sharded",
-           "compile_sharded_solve"]
+           "compile_sharded_solve", "MeshGrid", "NotGridAligned", "mesh_grid", "voxel_fields"]

@@ -17,7 +17,7 @@ fixed offset, looked up in one int32 map); no element connectivity is stored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -301,10 +301,15 @@ class VoxelModel:
     Attributes:
         levels: multigrid levels, fine to coarse (:class:`VoxelLevel`).
         voxel_size: (dz, dy, dx) mm of the image grid (static).
+        frame: ``None`` (displacement components along the grid's x, y, z) or a 3×3 rotation
+            R as a nested tuple (static): components along the rows of R, u = R u_grid at
+            every node, e.g. the loading pose of a bone whose grid stays unrotated
+            (:meth:`in_frame`). Loads, conditions and answers are all in that frame.
     """
 
     levels: tuple
     voxel_size: tuple
+    frame: tuple | None = None
 
     @classmethod
     def create(cls, grid: VoxelGrid, *, max_coarse_nodes: int = 700,
@@ -316,6 +321,22 @@ class VoxelModel:
         levels = build_levels(grid.mask, max_coarse_nodes=max_coarse_nodes,
                               max_levels=max_levels)
         return cls(tuple(levels), grid.voxel_size)
+
+    def in_frame(self, rotation) -> "VoxelModel":
+        """The same model with displacement components along the rows of ``rotation``
+        ((3, 3) orthonormal, det +1; identity gives back the grid's axes).
+
+        Raises:
+            ValueError: not a proper rotation (to 1e-10).
+        """
+        R = np.asarray(rotation, dtype=float)
+        if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-10, rtol=0) \
+                or not np.linalg.det(R) > 0:
+            raise ValueError(f"a voxel model's frame must be a 3×3 rotation (orthonormal, "
+                             f"det +1); got {R.tolist()}")
+        frame = None if np.array_equal(R, np.eye(3)) else tuple(tuple(float(x) for x in row)
+                                                                  for row in R)
+        return replace(self, frame=frame)
 
     @property
     def fine(self) -> VoxelLevel:
@@ -339,4 +360,5 @@ class VoxelModel:
         return 3 * self.n_nodes
 
 
-jax.tree_util.register_dataclass(VoxelModel, data_fields=["levels"], meta_fields=["voxel_size"])
+jax.tree_util.register_dataclass(VoxelModel, data_fields=["levels"],
+                                 meta_fields=["voxel_size", "frame"])

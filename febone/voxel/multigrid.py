@@ -167,13 +167,15 @@ def working_dtype(name: str):
     return jnp.result_type(float) if name == "float64" else jnp.dtype(jnp.float32)
 
 
-def chebyshev_upper_bound(voxel_size, nu, jacobi: str = "point", dtype=None):
+def chebyshev_upper_bound(voxel_size, nu, jacobi: str = "point", dtype=None, *, frame=None):
     """Largest eigenvalue of De⁻¹Ke for one voxel (traceable in ν): an upper bound of
     λ_max(D⁻¹K) for any assembly of scaled copies of Ke, since
     xᵀKx = Σ_e xᵀKe x ≤ λ Σ_e xᵀDe x = λ xᵀDx. ``jacobi="block"``: De is the element's
     nodal 3×3 block diagonal (the same argument holds). ``dtype``: of the computation
-    (default float64 when x64 is enabled)."""
-    ke = element_stiffness(voxel_size, nu, jnp.result_type(float) if dtype is None else dtype)
+    (default float64 when x64 is enabled); ``frame``: the components' axes
+    (:func:`~febone.voxel.operator.element_stiffness`)."""
+    ke = element_stiffness(voxel_size, nu, jnp.result_type(float) if dtype is None else dtype,
+                           frame)
     if jacobi == "point":
         d = 1.0 / jnp.sqrt(jnp.diagonal(ke))
         return jnp.linalg.eigvalsh(d[:, None] * ke * d[None, :]).max()
@@ -458,7 +460,7 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
     wide = jnp.result_type(float) if setup_dtype is None else jnp.dtype(setup_dtype)
     E = jax.lax.stop_gradient(E).astype(dtype)
     nu = jax.lax.stop_gradient(nu)
-    ke0 = element_stiffness(model.voxel_size, nu, wide)
+    ke0 = element_stiffness(model.voxel_size, nu, wide, model.frame)
     P = jnp.asarray(child_prolongations(), dtype)
     levels = model.levels
     forms = [_form(options, l) for l in range(len(levels))]
@@ -489,7 +491,8 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
         touched = restrict(fine, coarse, 1.0 - free[-1])  # > 0 where a fixed fine dof is reached
         free.append(jnp.where(touched > 0, 0.0, 1.0).astype(dtype))
     inv_diag, upper = [], []
-    rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi, wide).astype(dtype)
+    rigorous = chebyshev_upper_bound(model.voxel_size, nu, options.jacobi, wide,
+                                     frame=model.frame).astype(dtype)
     for l, lev in enumerate(levels):
         if options.jacobi == "point":
             d = _scatter(lev, _element_diagonal(forms[l], Kes[l], Es[l]))

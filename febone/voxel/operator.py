@@ -26,7 +26,7 @@ from .grid import GRID_TO_VTK, VoxelLevel
 
 __all__ = ["reference_stiffness", "element_stiffness", "corner_starts", "gather_corners",
            "scatter_corners", "corner_nodes", "apply_stiffness", "stiffness_diagonal", "element_energy",
-           "center_gradient", "lame_unit", "chunk_size", "CHUNK"]
+           "center_gradient", "quadrature_gradients", "lame_unit", "chunk_size", "CHUNK"]
 
 # dof permutation VTK order -> grid order
 _PERM = np.array([3 * a + i for a in GRID_TO_VTK for i in range(3)])
@@ -68,11 +68,19 @@ def lame_unit(nu):
     return nu / ((1.0 + nu) * (1.0 - 2.0 * nu)), 0.5 / (1.0 + nu)
 
 
-def element_stiffness(voxel_size, nu, dtype=None) -> jax.Array:
+def element_stiffness(voxel_size, nu, dtype=None, frame=None) -> jax.Array:
     """(24, 24) stiffness of one voxel of unit modulus, N/mm per MPa (traceable in ν),
-    dofs in grid order."""
+    dofs in grid order.
+
+    ``frame``: optional 3×3 rotation R (nested tuple or array) whose rows are the axes the
+    displacement components refer to, in grid coordinates (u_frame = R u_grid at every node);
+    the stiffness is then Q Ke Qᵀ with Q = blockdiag(R, ..., R). ``None``: the grid axes.
+    """
     dtype = jnp.result_type(float) if dtype is None else dtype
     k_lam, k_mu = reference_stiffness(voxel_size)
+    if frame is not None:
+        Q = np.kron(np.eye(8), np.asarray(frame, dtype=float))
+        k_lam, k_mu = Q @ k_lam @ Q.T, Q @ k_mu @ Q.T
     lam, mu = lame_unit(nu)
     return (lam * jnp.asarray(k_lam, dtype) + mu * jnp.asarray(k_mu, dtype)).astype(dtype)
 
@@ -224,6 +232,15 @@ def element_energy(level: VoxelLevel, Ke: jax.Array, u: jax.Array) -> jax.Array:
     """(n_voxels,) uᵉᵀ Ke uᵉ per voxel for unit modulus, N·mm (= 2 × strain energy / E)."""
     ue = gather_corners(level, u)
     return jnp.einsum("ei,ij,ej->e", ue, Ke.astype(u.dtype), ue, precision=CONTRACTION)
+
+
+def quadrature_gradients(voxel_size, frame=None) -> np.ndarray:
+    """(8, 8, 3) shape-function gradients [Gauss point, corner (grid order), axis] of a voxel
+    at the 2×2×2 Gauss points (the rule of :class:`febone.FEModel`), 1/mm, with respect to the
+    axes of ``frame`` (rows of a 3×3 rotation, see :func:`element_stiffness`; ``None``: the
+    grid's x, y, z)."""
+    G, _ = _grad_at(voxel_size, element("hexahedron").quad_points)
+    return G if frame is None else G @ np.asarray(frame, dtype=float).T
 
 
 def center_gradient(voxel_size) -> np.ndarray:

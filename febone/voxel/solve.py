@@ -152,7 +152,7 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
     fixed = jnp.asarray(fixed)
     free = ~fixed
     fine = model.fine
-    Ke = element_stiffness(model.voxel_size, nu, dtype)
+    Ke = element_stiffness(model.voxel_size, nu, dtype, model.frame)
     u_d = jnp.where(fixed, jnp.asarray(values, dtype), 0.0)
 
     def stiffness(v):
@@ -177,7 +177,7 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
     else:
         lo = jnp.float32
         E_lo = jax.lax.stop_gradient(E).astype(lo)
-        Ke_lo = element_stiffness(model.voxel_size, jax.lax.stop_gradient(nu), lo)
+        Ke_lo = element_stiffness(model.voxel_size, jax.lax.stop_gradient(nu), lo, model.frame)
         precondition = _preconditioner(model, E_lo, nu, fixed, solver, lo, Ke_lo,
                                        dtype)
 
@@ -382,7 +382,7 @@ def compile_voxel_solve(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3
 
 @partial(jax.jit, static_argnames=())
 def _reactions(model, E, nu, u, forces):
-    Ke = element_stiffness(model.voxel_size, nu, u.dtype)
+    Ke = element_stiffness(model.voxel_size, nu, u.dtype, model.frame)
     return apply_stiffness(model.fine, Ke, E, u) - forces
 
 
