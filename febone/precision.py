@@ -23,6 +23,52 @@ bone): stiffness to about three digits (measured on the CPU: 2e-4 and 5e-4 on th
 micro-CT sample at 156 µm, 1e-5 on the bundled coarse femur), not enough for gradients
 checked against finite differences. Use ``"mixed"`` on a GPU for float64-accurate answers at float32 speed.
 
+Remodelling (``febone run --precision`` / :func:`febone.remodel.run_scenario`; ``febone
+sensitivity --precision`` / :class:`febone.study.StudySettings`), outputs against float64
+(:data:`RUN_TOLERANCES`: relative for stiffness, fracture loads, vBMD/aBMD, markers and mean
+BV/TV; percentage points for the % changes of BMD), documented and (measured):
+
+================  ===============================================  ===================  ===========
+mode              what runs in which precision                     relative             % change,
+                                                                                        points
+================  ===============================================  ===================  ===========
+``"float64"``     everything float64 (habitual solves rtol 1e-8,   reference            reference
+                  strength solves 1e-10)
+``"mixed"``       the habitual and strength FE solves as float32   1e-6 (8e-8)          1e-5 (1e-6)
+                  CG inside a float64 refinement to the same
+                  rtol; cell model, outputs float64
+``"float32"``     everything float32 (x64 off): FE solves rtol     1e-3 (1.3e-4)        0.01 (2e-3)
+                  1e-5, the cell model's Rosenbrock steps and
+                  daily mineral queue too
+================  ===============================================  ===================  ===========
+
+Measured on the CPU (jax 0.10.2, 2 cores shared with other jobs), untreated menopause on the
+bundled coarse femur (``femur_coarse_hex8``, 20,091 dofs, AMG), 5 years after the 5-year
+replayed history: mixed at most 8.2e-8 relative (the strain-limit load, a quantile of element
+strains; Pistoia loads 1.5e-8, vBMD/aBMD 1.6e-8, stiffness 5.9e-9, markers 1.7e-9) and 9.7e-7
+points of BMD change (1 year from the young-adult bone: 4e-9 and 3e-7); float32 at most 1.3e-4
+(Pistoia load; stiffness 1.0e-4, vBMD 3e-5, aBMD 9e-6, markers 5e-6, BV/TV 6e-6) and 1.8e-3
+points (trochanter trabecular vBMD, −21.426 % against −21.428 %; femoral neck aBMD −11.351 %
+against −11.352 %), growing with the simulated time (4.9e-4 points after 1 year). On the
+72-element bar of ``tests/test_run_precision.py``: 1 year, mixed 6e-11 and 1e-9 points, float32
+1.6e-6 and 4.6e-5 points; 10 years, mixed 7e-10 and 3e-8, float32 2.5e-6 and 2.2e-4. Mixed
+solves stopped at rtol 1e-3 would be 2.6e-4 and 8e-5 points off (measured on the bar, 1 year):
+the mixed tolerance tells a working refinement apart. The differences are those of the solves:
+mixed meets the same rtol as float64 (habitual 1e-8: Ψ to ~1e-8 relative, which the cell
+model's feedback does not amplify), float32 stops at rtol 1e-5 (stiffness and loads to ~1e-4,
+as a single float32 strength solve). The float32 cell model (adaptive Rosenbrock, rtol 1e-4;
+steady states by Newton) ran every one of these runs through without a failed step, so float32
+is accepted. Wall times of those femur runs (5 + 5 years; the 2 CPU cores shared with other
+jobs whose load varied, so a rough guide only): float64 230 s, float32 77 s, mixed 372 s (on a
+CPU the float32 inner iterations save no time; mixed is for GPUs, where no figures exist yet).
+
+A study (``febone sensitivity``) accepts ``"float64"`` and ``"mixed"`` only: mixed runs the
+habitual forward solves as float32 CG inside the float64 refinement (their adjoints, the
+strength solve and the cell model stay float64); measured on a 12-element specimen over 3
+months, outcome 4e-11 and gradients 1.3e-9 relative from float64's. ``"float32"`` is refused:
+outcomes with 1e-5–1e-4 relative noise against the 1e-3 relative step of the finite
+differences that check a gradient would put 1–10 % errors into the check.
+
 Every float32 contraction in the FE and voxel hot paths passes :data:`CONTRACTION`
 (``jax.lax.Precision.HIGHEST``): on NVIDIA GPUs since Ampere a float32 ``dot`` at the default
 precision may run on TF32 tensor cores (10-bit mantissa), which stalls float32 CG near a
@@ -47,7 +93,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["CONTRACTION", "PrecisionMode", "PRECISIONS", "precision_mode", "check_rtol",
-           "resolve_solver", "configure", "DETERMINISTIC_XLA_FLAG", "deterministic_flag_set"]
+           "resolve_solver", "configure", "DETERMINISTIC_XLA_FLAG", "deterministic_flag_set",
+           "RUN_TOLERANCES"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +139,14 @@ PRECISIONS = {
     "float64": PrecisionMode("float64", True, 1e-8, 1e-12, False),
     "mixed": PrecisionMode("mixed", True, 1e-8, 1e-12, True),
     "float32": PrecisionMode("float32", False, 1e-5, 1e-5, False),
+}
+
+#: Agreement of a remodelling run's outputs with float64 (``febone run``; the table in the
+#: module docstring): ``relative`` for stiffness, fracture loads, vBMD/aBMD, markers and mean
+#: BV/TV; ``change_pct`` for the % changes of BMD, in percentage points.
+RUN_TOLERANCES = {
+    "mixed": {"relative": 1e-6, "change_pct": 1e-5},
+    "float32": {"relative": 1e-3, "change_pct": 1e-2},
 }
 
 

@@ -220,3 +220,38 @@ def element_average(mesh: fb.Mesh, field, n: int = 5) -> np.ndarray:
     values = values.reshape(x.shape[:2] + values.shape[1:])
     w = dV / dV.sum(axis=1, keepdims=True)
     return np.einsum("eq,eq...->e...", w, values)
+
+
+# ------------------------------------------------------------------ remodelling test bone
+#: The scenario TOML lines of the bar's loading: habitual compression of 1 BW, Pistoia fracture
+#: load in compression.
+BAR_LOADING = """\
+[[load_cases]]
+case = "compression"
+magnitude = "1 BW"
+[strength]
+cases = ["compression"]
+methods = ["pistoia"]
+"""
+
+
+def write_bar_bone(path):
+    """A 72-element bar (3 × 3 × 8 hex8, 12 × 12 × 32 mm) written to ``path`` as a bone for
+    remodelling runs: density 0.3 g/cm³ on the axis rising to 1.2 at the edges, a
+    "femoral_neck" region (the middle third) and a "shaft" region (the rest), and the
+    ``face_min``/``face_max`` node masks of the compression load case (:data:`BAR_LOADING`).
+    Returns ``path``."""
+    from dataclasses import replace
+
+    from febone.mesh.io import write_mesh
+
+    mesh = fb.box_mesh((3, 3, 8), size=(12.0, 12.0, 32.0))
+    z = mesh.points[:, 2]
+    c = mesh.points[mesh.cells].mean(axis=1)
+    neck = ((c[:, 2] > 10) & (c[:, 2] < 22)).astype(np.uint8)
+    write_mesh(path, replace(
+        mesh, point_data={"face_min": (z == z.min()).astype(np.uint8),
+                          "face_max": (z == z.max()).astype(np.uint8)},
+        cell_data={"density_g_cm3": 0.3 + 0.9 * np.hypot(c[:, 0] - 6, c[:, 1] - 6) / 8.5,
+                   "region_femoral_neck": neck, "region_shaft": 1 - neck}))
+    return path

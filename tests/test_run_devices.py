@@ -21,6 +21,7 @@ import pytest
 
 from febone.cli import main
 from febone.remodel import run_scenario
+from meshes_for_tests import BAR_LOADING
 
 #: Relative agreement of a batched arm with its lone run: the same step under vmap, so only
 #: the vectorised operations' round-off differs (measured 1e-13 on the bar and on the femur).
@@ -28,28 +29,19 @@ RTOL = 1e-10
 
 _CHILD = """
 import json, sys, time
-from dataclasses import replace
 from pathlib import Path
 from febone.precision import configure
 configure("float64", deterministic=True)
 import jax
 import numpy as np
-import febone as fb
 from febone.cli import main
-from febone.mesh.io import write_mesh
 from febone.remodel import run_scenario
 from febone.scenario import load_scenario
 
 tmp = Path(sys.argv[1])
-mesh = fb.box_mesh((3, 3, 8), size=(12.0, 12.0, 32.0))
-z = mesh.points[:, 2]
-c = mesh.points[mesh.cells].mean(axis=1)
-neck = ((c[:, 2] > 10) & (c[:, 2] < 22)).astype(np.uint8)
-write_mesh(tmp / "bar.vtu", replace(
-    mesh, point_data={"face_min": (z == z.min()).astype(np.uint8),
-                      "face_max": (z == z.max()).astype(np.uint8)},
-    cell_data={"density_g_cm3": 0.3 + 0.9 * np.hypot(c[:, 0] - 6, c[:, 1] - 6) / 8.5,
-               "region_femoral_neck": neck, "region_shaft": 1 - neck}))
+sys.path.insert(0, sys.argv[3])                      # tests/: the bar of meshes_for_tests
+from meshes_for_tests import write_bar_bone
+write_bar_bone(tmp / "bar.vtu")
 (tmp / "bar.toml").write_text(sys.argv[2].replace("BAR", str(tmp / "bar.vtu")))
 sc = load_scenario(tmp / "bar.toml")
 out = {"devices": len(jax.devices())}
@@ -103,12 +95,7 @@ duration = "0.4 years"
 output_interval = "0.2 years"
 mechanical_step = "73 days"
 spinup = 0
-[[load_cases]]
-case = "compression"
-magnitude = "1 BW"
-[strength]
-cases = ["compression"]
-methods = ["pistoia"]
+""" + BAR_LOADING + """\
 [[arms]]
 name = "placebo"
 """ + "".join(f"""[[arms]]
@@ -148,7 +135,8 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("devices")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_CHILD), str(tmp), SCENARIO],
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_CHILD), str(tmp), SCENARIO,
+                           os.path.dirname(os.path.abspath(__file__))],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

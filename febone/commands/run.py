@@ -6,6 +6,7 @@
     febone run --protocol untreated-menopause --bone femur_medium_hex8 --json run.json
     febone run scenario.toml --out results/ --resume   # continue an interrupted run
     febone run scenario.toml --devices 4         # the arms as one batch over 4 devices
+    febone run --precision mixed                 # float32 FE iterations, float64 answers (GPUs)
 
 Every output time reports regional vBMD, DXA-like aBMD and T-score, % change, CTX/P1NP-like
 markers relative to baseline, and stiffness and fracture load of the strength load cases.
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write_json, atomic_write_text, check_writable, read_npz
+from ._precision import RUN_PRECISION_HELP, add_precision_options
 
 __all__ = ["register", "run"]
 
@@ -63,6 +65,7 @@ def register(sub) -> None:
                    help="step the arms that share bone, settings and duration as one batch "
                         "spread over N devices (at most jax.device_count(); the answers equal "
                         "the arms run one after another); default: one after another")
+    add_precision_options(p, help=RUN_PRECISION_HELP)
     p.add_argument("--no-pictures", action="store_true", help="skip pictures and animation")
     p.add_argument("--list-protocols", action="store_true", help="list the protocols and exit")
     p.set_defaults(func=run)
@@ -245,13 +248,16 @@ def run(args) -> int:
     if args.json is not None:
         check_writable(args.json)                # fail now, not after the run
     print(f"scenario: {sc.name} ({len(arms)} arm{'s' if len(arms) > 1 else ''}, "
-          f"{sc.duration_years:g} years, bone {sc.runs()[0].bone.mesh}) on {device_description()}")
+          f"{sc.duration_years:g} years, bone {sc.runs()[0].bone.mesh}) on {device_description()}"
+          + ("" if getattr(args, "precision", "float64") == "float64"
+             else f", precision {args.precision}"))
     with _output_folder(args, arms) as folder:
         if args.resume:
             _check_checkpoints(args.out)
         progress = _Progress(on_output=None if folder is None else folder.update)
         result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=progress,
-                              devices=args.devices, preconditioner=args.preconditioner)
+                              devices=args.devices, preconditioner=args.preconditioner,
+                              precision=getattr(args, "precision", None))
         for name, res in result.arms.items():
             _print_arm(name, res)
         summary = result.summary()

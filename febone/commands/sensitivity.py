@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..files import atomic_write_json
+from ._precision import SENSITIVITY_PRECISION_HELP, add_precision_options
 from .output_folder import add_overwrite_option, run_with_outputs
 
 __all__ = ["register", "run"]
@@ -48,6 +49,7 @@ def register(sub) -> None:
                    help="run the finite differences of --check (2 runs per parameter) as one "
                         "batch spread over N devices (at most jax.device_count(); with "
                         "`febone --distributed`, every host's devices)")
+    add_precision_options(p, help=SENSITIVITY_PRECISION_HELP)
     p.add_argument("--json", type=Path, help="write the results as JSON")
     add_overwrite_option(p)
     p.add_argument("--out", type=Path, help="folder for the tornado plot (PNG)")
@@ -114,7 +116,7 @@ def _run(args) -> int:
                              "devices; add --check (the gradient itself is one reverse pass)")
         batch_devices(args.devices)     # fail before the set-up: N ≤ jax.device_count()
     kw = dict(step_days=args.step_days, preconditioner=args.preconditioner,
-              history_years=args.spinup)
+              history_years=args.spinup, precision=getattr(args, "precision", "float64"))
     if args.scenario is None:
         study = default_sensitivity_study(**({"years": args.years} if args.years else {}), **kw)
         label = "default study"
@@ -123,8 +125,8 @@ def _run(args) -> int:
         label = str(args.scenario)
     names = args.params or _default_names(study)
     print(f"{label}: {study.stim.volumes.shape[0]} elements, {study.n_steps} steps over "
-          f"{study.n_days} days ({study.years:.2f} y); outcome {args.outcome}; "
-          f"compiling ...", file=sys.stderr, flush=True)
+          f"{study.n_days} days ({study.years:.2f} y); outcome {args.outcome}; precision "
+          f"{study.settings.precision}; compiling ...", file=sys.stderr, flush=True)
     res = sensitivity(study, names, args.outcome, check=args.check,
                       devices=args.devices).summary()
     base = res["baseline"]

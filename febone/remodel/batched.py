@@ -34,7 +34,7 @@ from .simulation import _Run, _step
 __all__ = ["remodel_batch"]
 
 #: remodel()'s keyword arguments that a batched group must share (the rest may differ per run).
-SHARED_ARGS = ("years", "settings", "history_years")
+SHARED_ARGS = ("years", "settings", "history_years", "precision")
 
 
 def remodel_batch(mesh, runs: list, *, devices, cache: dict | None = None) -> list:
@@ -44,8 +44,9 @@ def remodel_batch(mesh, runs: list, *, devices, cache: dict | None = None) -> li
         mesh: the bone (see :func:`~.simulation.remodel`), the same object for every run.
         runs: one dict per run of :func:`~.simulation.remodel`'s keyword arguments
             (``inputs``, ``years``, ``settings``, ``label``, ``out_dir``, ``resume``,
-            ``progress``, ``description``, ``refresh``, ``history_years``, ``baseline_abmd``);
-            ``years``, ``settings`` and ``history_years`` must be the same in every run (the
+            ``progress``, ``description``, ``refresh``, ``history_years``, ``baseline_abmd``,
+            ``precision``); ``years``, ``settings``, ``history_years`` and ``precision`` must
+            be the same in every run (the
             runs then share the model and the calendar), labels must differ.
         devices: a number N or a sequence of devices (:func:`febone.parallel.batch_devices`).
         cache: as :func:`~.simulation.remodel`'s.
@@ -86,7 +87,7 @@ def remodel_batch(mesh, runs: list, *, devices, cache: dict | None = None) -> li
 
 _DEFAULTS = {"years": None, "settings": RemodelSettings(), "label": "run", "out_dir": None,
              "resume": False, "description": None, "refresh": True, "history_years": 0.0,
-             "baseline_abmd": None}
+             "baseline_abmd": None, "precision": None}
 
 
 def _key(value):

@@ -21,7 +21,7 @@ from .coupling import FE_COUPLING
 from .history import replayed, spinup_years
 from .model import daily_table
 from .settings import calendar, settings_for
-from .simulation import RemodelResult, remodel
+from .simulation import RemodelResult, remodel, run_precision
 
 __all__ = ["ScenarioResult", "run_scenario", "arm_history_years"]
 
@@ -37,18 +37,20 @@ class ScenarioResult:
         arms: {arm name: :class:`RemodelResult`}, in the scenario's order.
         wall_seconds: the whole call, s.
         device: where it ran.
+        precision: the precision mode of the run (:func:`run_scenario`).
     """
 
     scenario: object
     arms: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
     device: str = ""
+    precision: str = "float64"
 
     def summary(self) -> dict:
         """JSON-ready (the keys of ``febone run --json``): one arm's keys at the top level, or
         the same keys per arm under ``protocols`` when several are compared."""
         base = {"wall_seconds": self.wall_seconds, "device": self.device,
-                "scenario": self.scenario.to_dict()}
+                "precision": self.precision, "scenario": self.scenario.to_dict()}
         if len(self.arms) == 1:
             (res,) = self.arms.values()
             return {**res.summary(), **base}
@@ -56,7 +58,8 @@ class ScenarioResult:
 
 
 def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
-                 coupling=None, devices=None, **settings_overrides) -> ScenarioResult:
+                 coupling=None, devices=None, precision: str | None = None,
+                 **settings_overrides) -> ScenarioResult:
     """Simulate every arm of ``scenario`` on its bone.
 
     Args:
@@ -73,6 +76,13 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
             share the bone, the settings, the duration and the history are stepped as one batch
             spread over N devices (:func:`~.batched.remodel_batch`), each arm's answers equal
             to its lone run to round-off; an arm that shares them with no other runs alone.
+        precision: ``"float64"`` (default; ``None`` too), ``"mixed"`` (the habitual and
+            strength FE solves as float32 CG inside a float64 residual correction; the cell
+            model, outputs and everything else float64) or ``"float32"`` (everything float32:
+            JAX's x64 mode must be off, :func:`febone.precision.configure`); the tolerances
+            each reaches, measured, in :mod:`febone.precision`
+            (:data:`~febone.precision.RUN_TOLERANCES`). Recorded in the summary
+            (``"precision"``).
         settings_overrides: fields of :class:`RemodelSettings` to override (e.g.
             ``preconditioner="jacobi"``).
 
@@ -82,6 +92,7 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
     from ..mesh.io import read_mesh
 
     start = time.perf_counter()
+    mode = run_precision(precision)      # fail before the set-up
     if devices is not None:
         batch_devices(devices)           # fail before the set-up: N ≤ jax.device_count()
     coupling = FE_COUPLING if coupling is None else coupling
@@ -102,7 +113,8 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         run = dict(inputs=inputs, years=years, settings=settings, label=_file_label(arm.name),
                    out_dir=out_dir, resume=resume, progress=cb,
                    description={"arm": arm.name, "bone": str(path)}, history_years=history,
-                   baseline_abmd=dict(getattr(arm.bone, "baseline_abmd", ())))
+                   baseline_abmd=dict(getattr(arm.bone, "baseline_abmd", ())),
+                   precision=mode.name)
         if devices is None:
             arms[arm.name] = remodel(meshes[path], cache=cache, **run)
         else:       # arms that can share one batch: the same bone, settings and calendar
@@ -119,7 +131,8 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
         arms.update((name, res) for (name, _), res in zip(group, results))
     if groups:                                   # in the scenario's order
         arms = {arm.name: arms[arm.name] for arm in scenario.runs()}
-    return ScenarioResult(scenario, arms, time.perf_counter() - start, device_description())
+    return ScenarioResult(scenario, arms, time.perf_counter() - start, device_description(),
+                          mode.name)
 
 
 def arm_history_years(arm, settings) -> float:

@@ -41,12 +41,13 @@ import numpy as np
 from ..device import device_description
 from ..files import atomic_savez, atomic_write_text, read_npz
 from ..mesh.mesh import Mesh
+from ..precision import PrecisionMode, precision_mode
 from .cells import CellModelError, Drives
 from .model import (COMPARTMENTS, OUTCOME_SOLVER, BoneState, apparent_density, build_model, initial_state,
                     markers, physics, regional_vbmd, step)
 from .settings import RemodelSettings, calendar
 
-__all__ = ["RemodelResult", "remodel", "scaled_density"]
+__all__ = ["RemodelResult", "remodel", "scaled_density", "run_precision", "RUN_PRECISIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,44 @@ def _step(model, phys, state, drives, load_factor, t0, *, n_days):
 
 _initial_state = jax.jit(initial_state)
 
+#: The precision modes a remodelling run accepts (:func:`run_precision`).
+RUN_PRECISIONS = ("float64", "mixed", "float32")
+
+
+def run_precision(precision: str | PrecisionMode | None = None) -> PrecisionMode:
+    """The :class:`~febone.precision.PrecisionMode` of a remodelling run (``None``: float64
+    with JAX's x64 mode on).
+
+    Raises:
+        ValueError: an unknown mode, a mode that needs x64 while it is off, or a mode a
+            remodelling run does not accept (the message names those it does).
+    """
+    mode = precision_mode(precision)
+    if mode.name not in RUN_PRECISIONS:
+        raise ValueError(f"precision {mode.name!r} is not available for a remodelling run; "
+                         f"use one of {list(RUN_PRECISIONS)}")
+    if mode.name == "float32" and jax.config.jax_enable_x64:
+        # with x64 on, the cell model and the outputs would silently stay float64
+        raise ValueError("precision 'float32' runs everything in float32, but JAX's x64 mode "
+                         "is on: call febone.precision.configure('float32') at the start of "
+                         "your script (before any computation), or use precision 'float64' or "
+                         "'mixed'")
+    return mode
+
+
+def _with_precision(model, mode: PrecisionMode):
+    """``(model, outcome solver)`` of a run in ``mode``: float64 keeps both as they are; the
+    other modes set the habitual and outcome solvers' ``mixed_precision`` to the mode's and
+    raise their rtol to what the mode reaches."""
+    if mode.name == "float64":
+        return model, OUTCOME_SOLVER
+
+    def adapt(solver):
+        return replace(solver, mixed_precision=mode.refine, rtol=max(solver.rtol, mode.min_rtol))
+
+    stim = replace(model.stim, solver=adapt(model.stim.solver))
+    return replace(model, stim=stim), adapt(OUTCOME_SOLVER)
+
 
 @jax.jit
 def _measures(model, phys, state):
@@ -132,10 +171,11 @@ def _measures(model, phys, state):
 class _Outputs:
     """Host-side outputs of one bone: the clinic's measures and the output fields."""
 
-    def __init__(self, mesh: Mesh, model, settings: RemodelSettings, cache: dict):
+    def __init__(self, mesh: Mesh, model, settings: RemodelSettings, cache: dict,
+                 solver=OUTCOME_SOLVER):
         from ..strength.loadcases import CASES
 
-        self.mesh, self.model, self.settings = mesh, model, settings
+        self.mesh, self.model, self.settings, self.solver = mesh, model, settings, solver
         self._strength, self._dxa = cache.setdefault("strength", {}), cache.setdefault("dxa", {})
         self.strength_warm = {}      # {strength case: last solution}: next output's warm start
         h0 = settings.habitual[0]
@@ -221,7 +261,7 @@ class _Outputs:
             case, pre = self._strength_case(name)
             res = strength(self.mesh, case, E, nu=s.nu, methods=tuple(s.strength_methods),
                            density=rho, preconditioner=pre, u0=self.strength_warm.get(name),
-                           solver=OUTCOME_SOLVER)
+                           solver=self.solver)
             self.strength_warm[name] = jnp.asarray(res.u)
             stiffness[name] = res.stiffness_N_per_mm
             loads[name] = dict(res.fracture_load_N)
@@ -395,7 +435,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             label: str = "run", out_dir=None, resume: bool = False, progress=None,
             description: dict | None = None, cache: dict | None = None,
             refresh: bool = True, history_years: float = 0.0,
-            baseline_abmd: dict | None = None) -> RemodelResult:
+            baseline_abmd: dict | None = None, precision: str | None = None) -> RemodelResult:
     """Remodel a bone for ``years`` under daily hormone/drug inputs, coupled to the FE solution.
 
     Args:
@@ -430,6 +470,10 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
             density field is scaled uniformly (:func:`scaled_density`) before the history is
             replayed, so that the model's aBMD at time 0 equals them (one region exactly to
             0.1 %; several by the geometric mean of their ratios, the misfit logged).
+        precision: ``"float64"`` (default; ``None`` too), ``"mixed"`` (the habitual and
+            strength solves as float32 CG inside a float64 residual correction, everything
+            else float64) or ``"float32"``; :data:`RUN_PRECISIONS`, and the tolerances each
+            reaches in :mod:`febone.precision`. Recorded in ``description["precision"]``.
 
     Returns:
         :class:`RemodelResult`.
@@ -441,7 +485,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     """
     run = _Run(mesh, inputs, years=years, settings=settings, label=label, out_dir=out_dir,
                resume=resume, description=description, cache=cache, refresh=refresh,
-               history_years=history_years, baseline_abmd=baseline_abmd)
+               history_years=history_years, baseline_abmd=baseline_abmd, precision=precision)
     state, n_hist, n_steps = run.state, run.n_hist, run.n_steps
     pending = None                   # the last dispatched step, checked while the next runs
     for k in range(run.step0, n_steps):
@@ -471,8 +515,9 @@ class _Run:
     jsonl) and the result. Arguments as :func:`remodel`'s."""
 
     def __init__(self, mesh: Mesh, inputs, *, years, settings, label, out_dir, resume,
-                 description, cache, refresh, history_years, baseline_abmd):
+                 description, cache, refresh, history_years, baseline_abmd, precision=None):
         self.start = start = time.perf_counter()
+        mode = run_precision(precision)
         if not isinstance(mesh, Mesh):
             raise TypeError(f"mesh must be a febone Mesh (febone.read_mesh); got "
                             f"{type(mesh).__name__}")
@@ -487,19 +532,21 @@ class _Run:
         if resume and out_dir is None:
             raise ValueError("resume=True needs out_dir (the folder of the interrupted run)")
         cache = {} if cache is None else cache
-        key = (id(mesh), json.dumps(settings.describe(), sort_keys=True, default=str))
+        key = (id(mesh), json.dumps(settings.describe(), sort_keys=True, default=str), mode.name)
         if key not in cache:
-            cache[key] = {"model": build_model(mesh, settings)}
+            cache[key] = {"model": _with_precision(build_model(mesh, settings), mode)}
         shared = cache[key]
-        model = shared["model"]
+        model, outcome_solver = shared["model"]
         phys = physics(settings, float(np.mean(mineral_factor[day0:])))
-        self.out = out = _Outputs(mesh, model, settings, shared)
+        self.out = out = _Outputs(mesh, model, settings, shared, outcome_solver)
         state, ok = _initial_state(model, phys)
         if not bool(ok):
             raise ValueError("the baseline habitual-load solves did not converge or the bone "
                              "does not resist the load; check the node sets of the load cases")
         self.fp = fp = _fingerprint(mesh, table, load_factor, settings, years, history_years,
                                     baseline_abmd)
+        if mode.name != "float64":     # a checkpoint resumes a run of its own precision only
+            self.fp = fp = hashlib.sha256(f"{fp}/{mode.name}".encode()).hexdigest()[:16]
         density_scale = 1.0
         self.timing = timing = {"setup_seconds": 0.0, "history_seconds": 0.0,
                                 "step_seconds": 0.0, "output_seconds": 0.0}
@@ -554,7 +601,7 @@ class _Run:
         timing["setup_seconds"] = time.perf_counter() - start - timing["history_seconds"]
         self.desc = {"label": label, "years": years, "history_years": history_years,
                      "baseline_abmd": dict(baseline_abmd or {}), "density_scale": density_scale,
-                     "fingerprint": fp, "settings": settings.describe(),
+                     "fingerprint": fp, "precision": mode.name, "settings": settings.describe(),
                      "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
                      **(description or {})}
 

@@ -149,6 +149,7 @@ class SensitivityResult:
         baseline: the outcomes at time 0 as ``febone run`` reports them: ``pistoia_load_N``
             (exact Pistoia), ``surrogate_load_N`` (the differentiated surrogate),
             ``stiffness_N_per_mm``, of the study's strength case.
+        precision: the study's precision mode (:attr:`~.model.StudySettings.precision`).
     """
 
     outcome: str
@@ -162,6 +163,7 @@ class SensitivityResult:
     device: str = ""
     days: int = 0
     baseline: dict = field(default_factory=dict)
+    precision: str = "float64"
 
     def summary(self) -> dict:
         """The result, JSON-ready (the name every febone result uses)."""
@@ -170,7 +172,7 @@ class SensitivityResult:
                 "gradient_seconds": self.gradient_seconds,
                 "compile_seconds": self.compile_seconds, "years": self.years,
                 "days": self.days, "n_steps": self.n_steps, "baseline": self.baseline,
-                "device": self.device}
+                "device": self.device, "precision": self.precision}
 
 
 def _timed(fn, *args):
@@ -223,7 +225,8 @@ def sensitivity(study: Study, names, outcome_name: str = "fracture_load", *,
                 "stiffness_N_per_mm": float(out.baseline_stiffness)}
     return SensitivityResult(outcome_name, float(value), rows, t_f, t_g,
                              {"forward": t_fc, "gradient": t_gc}, study.years, study.n_steps,
-                             device_description(), study.n_days, baseline)
+                             device_description(), study.n_days, baseline,
+                             study.settings.precision)
 
 
 def batch(study: Study, params: dict, *, devices=None) -> Outcomes:

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..mesh.mesh import Mesh
+from ..precision import precision_mode
 from ..remodel.coupling import FE_COUPLING, CouplingParameters
 from ..remodel.mechanics import PosedCase, pose_case
 from ..remodel.model import (CellIntegration, RemodelModel, build_model, daily_table,
@@ -48,12 +49,16 @@ from ..remodel.history import replayed, spinup_years
 from ..remodel.settings import DAYS_PER_YEAR, STUDY_DIFFERENCES, RemodelSettings, calendar
 from ..remodel.treatments import Treatment
 
-__all__ = ["StudySettings", "Study", "Outcomes", "build_study", "forward", "OUTCOMES"]
+__all__ = ["StudySettings", "Study", "Outcomes", "build_study", "forward", "OUTCOMES",
+           "STUDY_PRECISIONS"]
 
 log = logging.getLogger(__name__)
 
 #: Scalar outcomes of :func:`forward` (``bmd_change:<region>`` for every region of the study).
 OUTCOMES = ("fracture_load", "stiffness", "mean_bvtv_change")
+
+#: The precision modes of a study (:attr:`StudySettings.precision`).
+STUDY_PRECISIONS = ("float64", "mixed")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,11 @@ class StudySettings:
         regions: ``region_*`` cell masks whose vBMD change is reported (default: all).
         stiffness_trajectory: also solve the strength case after every step (warm-started) and
             report its stiffness trajectory (one more FE solve per step).
+        precision: ``"float64"`` (default) or ``"mixed"``: the habitual forward solves as
+            float32 CG inside a float64 residual correction (:mod:`febone.precision`; their
+            adjoints, the strength solves and the cell model stay float64). ``"float32"`` is
+            refused (:data:`STUDY_PRECISIONS`): gradients checked against finite differences
+            need float64 outcomes.
     """
 
     remodel: RemodelSettings = replace(RemodelSettings(), **{k: v for k, (v, _) in
@@ -101,6 +111,7 @@ class StudySettings:
     tau: float = 0.02
     regions: tuple | None = None
     stiffness_trajectory: bool = False
+    precision: str = "float64"
 
     def __post_init__(self):
         if not isinstance(self.remodel, RemodelSettings):
@@ -111,6 +122,10 @@ class StudySettings:
         if not (0 < self.fraction < 1 and self.critical_strain > 0 and self.tau > 0):
             raise ValueError("Pistoia criterion needs critical_strain > 0, 0 < fraction < 1 and "
                              "tau > 0")
+        if self.precision not in STUDY_PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not available for a study; use "
+                             f"one of {list(STUDY_PRECISIONS)} (its gradients are checked "
+                             f"against finite differences, which need float64 outcomes)")
 
 
 @dataclass(frozen=True)
@@ -273,6 +288,10 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
     if isinstance(mesh, Mesh):
         mesh, _ = resolve_node_sets(mesh, CASES[settings.strength_case]())
     model = build_model(mesh, s, regions=settings.regions, integration=integration)
+    if settings.precision == "mixed":
+        precision_mode("mixed")                      # raises without x64, naming the fix
+        model = replace(model, stim=replace(model.stim, solver=replace(model.stim.solver,
+                                                                       mixed_precision=True)))
     E0 = np.asarray(physics(s).law.modulus(model.rho0))
     strength = pose_case(mesh, CASES[settings.strength_case](), E0, nu=s.nu,
                          preconditioner=s.preconditioner)

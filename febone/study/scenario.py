@@ -41,7 +41,7 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
         treatments: override of the scenario's treatments (e.g. ``()`` for the untreated arm).
         history_years: override of the replayed history, years (default the scenario's
             ``spinup``, else :func:`febone.remodel.history.spinup_years`, as ``febone run``).
-        settings: further :class:`StudySettings` fields.
+        settings: further :class:`StudySettings` fields (e.g. ``precision="mixed"``).
     """
     from ..scenario import Scenario
 
