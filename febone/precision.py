@@ -34,32 +34,32 @@ mode              what runs in which precision                     relative     
 ================  ===============================================  ===================  ===========
 ``"float64"``     everything float64 (habitual solves rtol 1e-8,   reference            reference
                   strength solves 1e-10)
-``"mixed"``       the habitual and strength FE solves as float32   1e-6 (8e-8)          1e-5 (1e-6)
+``"mixed"``       the habitual and strength FE solves as float32   1e-6 (8.3e-8)        1e-5 (1e-6)
                   CG inside a float64 refinement to the same
                   rtol; cell model, outputs float64
-``"float32"``     everything float32 (x64 off): FE solves rtol     1e-3 (1.3e-4)        0.01 (2e-3)
+``"float32"``     everything float32 (x64 off): FE solves rtol     1e-3 (2.1e-4)        0.01 (2e-3)
                   1e-5, the cell model's Rosenbrock steps and
                   daily mineral queue too
 ================  ===============================================  ===================  ===========
 
-Measured on the CPU (jax 0.10.2, 2 cores shared with other jobs), untreated menopause on the
-bundled coarse femur (``femur_coarse_hex8``, 20,091 dofs, AMG), 5 years after the 5-year
-replayed history: mixed at most 8.2e-8 relative (the strain-limit load, a quantile of element
-strains; Pistoia loads 1.5e-8, vBMD/aBMD 1.6e-8, stiffness 5.9e-9, markers 1.7e-9) and 9.7e-7
-points of BMD change (1 year from the young-adult bone: 4e-9 and 3e-7); float32 at most 1.3e-4
-(Pistoia load; stiffness 1.0e-4, vBMD 3e-5, aBMD 9e-6, markers 5e-6, BV/TV 6e-6) and 1.8e-3
-points (trochanter trabecular vBMD, −21.426 % against −21.428 %; femoral neck aBMD −11.351 %
-against −11.352 %), growing with the simulated time (4.9e-4 points after 1 year). On the
-72-element bar of ``tests/test_run_precision.py``: 1 year, mixed 6e-11 and 1e-9 points, float32
-1.6e-6 and 4.6e-5 points; 10 years, mixed 7e-10 and 3e-8, float32 2.5e-6 and 2.2e-4. Mixed
-solves stopped at rtol 1e-3 would be 2.6e-4 and 8e-5 points off (measured on the bar, 1 year):
-the mixed tolerance tells a working refinement apart. The differences are those of the solves:
+Measured on the CPU (jax 0.10.2, 2 cores shared with other jobs; febone 1e2046d), untreated
+menopause on the bundled coarse femur (``femur_coarse_hex8``, 20,091 dofs, AMG), 5 years after
+the 5-year replayed history: mixed at most 8.3e-8 relative (the strain-limit load, a quantile
+of element strains; Pistoia loads 2.4e-8, vBMD/aBMD 1.6e-8, stiffness 6.9e-9, markers 2.4e-9)
+and 1.0e-6 points of BMD change; float32 at most 2.1e-4 (sideways-fall stiffness and
+strain-limit load; Pistoia loads 1.8e-4, vBMD 3.3e-5, aBMD 9.7e-6, markers 5e-6, BV/TV 6e-6)
+and 2.0e-3 points (trochanter trabecular vBMD, −19.0998 % against −19.1018 %; femoral neck aBMD
+−10.0194 % against −10.0200 %), growing with the simulated time. On the 72-element bar of
+``tests/test_run_precision.py``: 1 year, mixed 3.9e-11 and 1.1e-9 points, float32 1.7e-6 and
+1.6e-5 points; 10 years, mixed 7e-10 and 6e-8 points, float32 7.6e-6 and 2.4e-4. Mixed solves
+stopped at rtol 1e-3 would be 2.4e-4 and 7e-5 points off (measured on the bar, 1 year): the
+mixed tolerance tells a working refinement apart. The differences are those of the solves:
 mixed meets the same rtol as float64 (habitual 1e-8: Ψ to ~1e-8 relative, which the cell
 model's feedback does not amplify), float32 stops at rtol 1e-5 (stiffness and loads to ~1e-4,
 as a single float32 strength solve). The float32 cell model (adaptive Rosenbrock, rtol 1e-4;
 steady states by Newton) ran every one of these runs through without a failed step, so float32
 is accepted. Wall times of those femur runs (5 + 5 years; the 2 CPU cores shared with other
-jobs whose load varied, so a rough guide only): float64 230 s, float32 77 s, mixed 372 s (on a
+jobs whose load varied, so a rough guide only): float64 113 s, float32 82 s, mixed 143 s (on a
 CPU the float32 inner iterations save no time; mixed is for GPUs, where no figures exist yet).
 
 A study (``febone sensitivity``) accepts ``"float64"`` and ``"mixed"`` only: mixed runs the

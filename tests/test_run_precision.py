@@ -8,13 +8,13 @@ DXA-like aBMD and T-score, compression stiffness and Pistoia fracture load, CTX/
 for one year after menopause, an output every half year. float32 needs JAX's x64 mode off for
 the whole process, so that run is made in a subprocess and printed as JSON.
 
-Measured here (CPU, jax 0.10.2): mixed 6.1e-11 relative and 1.1e-9 points of BMD change from
-float64, float32 1.6e-6 and 4.6e-5 points; on the coarse femur, 5 years after a 5-year
-history, 8.2e-8 / 9.7e-7 (mixed) and 1.3e-4 / 1.8e-3 (float32), which the documented
+Measured here (CPU, jax 0.10.2): mixed 3.9e-11 relative and 1.1e-9 points of BMD change from
+float64, float32 1.7e-6 and 1.6e-5 points; on the coarse femur, 5 years after a 5-year
+history, 8.3e-8 / 1.0e-6 (mixed) and 2.1e-4 / 2.0e-3 (float32), which the documented
 tolerances (mixed 1e-6 / 1e-5: the solves' rtol 1e-8 and 1e-10 met in float64 residuals, with
 a margin; float32 1e-3 / 0.01: the solves' rtol 1e-5 and the float32 cell model, with a margin
 for longer runs) cover. Mixed solves stopped at rtol 1e-3 (as a refinement that stopped
-after its first float32 inner solve) were measured 2.6e-4 / 8.1e-5 points from float64 here:
+after its first float32 inner solve) were measured 2.4e-4 / 7.0e-5 points from float64 here:
 far outside mixed's tolerance. float32's tolerance is coarser than that; its test fails when
 the float32 run drifts beyond it, fails, or did not run in float32.
 """

@@ -21,7 +21,7 @@ RUN_PRECISION_HELP = ("arithmetic: float64 (default); mixed (the habitual and st
                       "model and outputs float64: for GPUs; outputs equal float64's to 1e-6 "
                       "relative and 1e-5 points of BMD change, measured 8e-8 and 1e-6); or "
                       "float32 (everything float32, FE rtol 1e-5: stiffness, fracture loads "
-                      "and BMD to 1e-3 relative and BMD change to 0.01 points, measured 1.3e-4 "
+                      "and BMD to 1e-3 relative and BMD change to 0.01 points, measured 2.1e-4 "
                       "and 2e-3 over 5 years); see febone.precision")
 
 #: ``febone sensitivity``'s --precision
