@@ -8,15 +8,21 @@ stiffer cortex keep their strain, so their strain energy density *falls* with th
 the feedback reads disuse, and the same constants lost 15.3 % femoral-neck aBMD over the SWAN
 window (−10.9 % FE-free, −9.1 ± 2.5 % published).
 
-Two changes bring the FE model to the targets:
+Two changes brought the FE model to the targets then:
 
-* the stimulus the cells sense is SED/E (= ε_eff²/2, :class:`~.mechanics.MechanicalStimulus`
+* the stimulus the cells sense became SED/E (= ε_eff²/2, :class:`~.mechanics.MechanicalStimulus`
   ``quantity="strain"``), which an element keeps when it softens at unchanged deformation, so a
   heterogeneous bone is stable at homeostasis even without a dead band
   (tests/test_remodel_loop.py) and the loss of the whole neck still raises it; a narrow band
   (``lazy_zone=0.02``) remains, against overshoot of the disuse term at homeostasis;
 * one constant refitted with FE runs: the RANKL production per unit of oestrogen deficiency,
-  ``P_RANKL_E2`` ×:data:`FE_RANKL_E2_SCALE`.
+  ``P_RANKL_E2`` ×:data:`FE_RANKL_E2_SCALE` (1.5 under SED/E).
+
+Since 648dad1 the stimulus is the effective strain ε_eff = √(2·SED/E): stable in the same way,
+and under a fixed force its feedback is that of the FE-free closure, where SED/E doubled it and
+braked late-postmenopausal loss (docs/calibration_fe.md, last section). The FE-free constants
+then carry over (:data:`FE_RANKL_E2_SCALE` = 1); this module still evaluates and refits the
+scale for any stimulus (``--stimulus``).
 
 The FE runs are the SWAN window (a woman of 46 whose final menstrual period is at 51,
 untreated): the bundled coarse femur (femoral-neck aBMD, 10 years) and the bundled coarse
