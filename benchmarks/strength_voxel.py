@@ -22,7 +22,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: a child that runs longer than this is killed and reported (with its Python stack, dumped by
+#: faulthandler a minute earlier). Before febone.fe.post.principal_values, three of four voxel
+#: children hung here under a load average of 6-9: two batched eigvalsh of the per-voxel
+#: fields ran side by side and filled XLA's 2-thread intra-op pool, each waiting for the other
+TIMEOUT_S = 900
+
+
 def child(mesh_name: str, engine: str, case_name: str, methods: tuple) -> dict:
+    import faulthandler
+
+    faulthandler.dump_traceback_later(TIMEOUT_S - 60)
     from febone.precision import configure
 
     configure("float64")
@@ -74,9 +84,14 @@ def main() -> int:
     for mesh in args.meshes:
         for engine in ("unstructured", "voxel"):
             load0 = os.getloadavg()[0]
-            proc = subprocess.run([sys.executable, __file__, "--child", mesh, engine, "--case",
-                                   args.case, "--methods", args.methods], capture_output=True,
-                                  text=True, cwd=ROOT)
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--child", mesh, engine,
+                                       "--case", args.case, "--methods", args.methods],
+                                      capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired as err:
+                print(f"| {mesh} | | {engine} | hung: killed after {TIMEOUT_S} s | | | | | |")
+                print((err.stderr or b"")[-3000:], file=sys.stderr)
+                return 1
             if proc.returncode:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1

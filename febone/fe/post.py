@@ -12,7 +12,7 @@ from .bc import BoundaryConditions
 from .elasticity import internal_force, strain, stress
 from .model import FEModel
 
-__all__ = ["ElementFields", "element_fields", "reaction_forces", "von_mises"]
+__all__ = ["ElementFields", "element_fields", "reaction_forces", "von_mises", "principal_values"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,19 @@ def von_mises(sig: jax.Array) -> jax.Array:
     return jnp.sqrt(1.5 * jnp.sum(dev * dev, axis=(-2, -1)))
 
 
+def principal_values(strain: jax.Array, stress: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Principal strains and stresses, largest first: (n, 3) each from (n, 3, 3) tensors.
+
+    One batched ``eigvalsh`` over both (the same values as two calls). On the CPU a batched
+    eigendecomposition spreads its batch over XLA's intra-op thread pool and waits for it:
+    two of them running side by side in one program filled both threads of a 2-core pool,
+    each waiting for work only the other could run, and hung (seen in the voxel fields of
+    a strength run under load; the batched Cholesky of issue 18 hung the same way)."""
+    n = strain.shape[0]
+    vals = jnp.linalg.eigvalsh(jnp.concatenate([strain, stress.astype(strain.dtype)]))[:, ::-1]
+    return vals[:n], vals[n:]
+
+
 @jax.jit
 def element_fields(model: FEModel, material: LinearElastic, u: jax.Array) -> ElementFields:
     """Strain, stress, von Mises, principal values and SED per element for displacements u (mm)."""
@@ -71,8 +84,7 @@ def element_fields(model: FEModel, material: LinearElastic, u: jax.Array) -> Ele
     eps = jnp.einsum("eq,eqij->eij", w, eps_q, precision=CONTRACTION)
     sig = jnp.einsum("eq,eqij->eij", w, sig_q, precision=CONTRACTION)
     sed = 0.5 * jnp.einsum("eq,eqij,eqij->e", w, sig_q, eps_q, precision=CONTRACTION)
-    return ElementFields(eps, sig, von_mises(sig), jnp.linalg.eigvalsh(eps)[:, ::-1],
-                         jnp.linalg.eigvalsh(sig)[:, ::-1], sed)
+    return ElementFields(eps, sig, von_mises(sig), *principal_values(eps, sig), sed)
 
 
 @jax.jit

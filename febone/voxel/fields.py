@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..fe.elasticity import stress
-from ..fe.post import ElementFields, von_mises
+from ..fe.post import ElementFields, principal_values, von_mises
 from ..precision import CONTRACTION
 from .grid import VoxelModel
 from .operator import gather_corners, quadrature_gradients
@@ -40,5 +40,4 @@ def voxel_fields(model: VoxelModel, E: jax.Array, nu, u: jax.Array) -> ElementFi
     eps = eps_q.mean(axis=1)
     sig = sig_q.mean(axis=1)
     sed = 0.5 * jnp.einsum("eqij,eqij->e", sig_q, eps_q, precision=CONTRACTION) / 8.0
-    return ElementFields(eps, sig, von_mises(sig), jnp.linalg.eigvalsh(eps)[:, ::-1],
-                         jnp.linalg.eigvalsh(sig)[:, ::-1], sed)
+    return ElementFields(eps, sig, von_mises(sig), *principal_values(eps, sig), sed)
