@@ -196,3 +196,87 @@ def test_more_devices_than_exist(capsys):
     assert main(["run", "--protocol", "untreated-menopause", "--devices", str(n)]) == 1
     err = capsys.readouterr().err
     assert "jax.device_count()" in err and "Traceback" not in err
+
+
+_DISTRIBUTED_CHILD = """
+import json, sys
+from pathlib import Path
+from febone.precision import configure
+configure("float64", deterministic=True)
+from febone.parallel import initialize_distributed
+initialize_distributed()                              # FEBONE_* variables of the test
+import jax
+import febone.remodel.simulation as simulation
+from febone.remodel import run_scenario
+from febone.scenario import load_scenario
+
+tmp, me = Path(sys.argv[1]), jax.process_index()
+sys.path.insert(0, sys.argv[3])                      # tests/: the bar of meshes_for_tests
+from meshes_for_tests import write_bar_bone
+own = tmp / f"process{me}"                            # each process its own bone file
+own.mkdir()
+write_bar_bone(own / "bar.vtu")
+(own / "bar.toml").write_text(sys.argv[2].replace("BAR", str(own / "bar.vtu")))
+writes = []                                           # the files this process writes
+for name in ("atomic_write_text", "atomic_savez"):
+    def counted(path, *a, _f=getattr(simulation, name), **k):
+        writes.append(Path(path).name)
+        return _f(path, *a, **k)
+    setattr(simulation, name, counted)
+calls = []
+res = run_scenario(load_scenario(own / "bar.toml"), devices=4, out_dir=tmp / "out",
+                   progress=lambda *a: calls.append(a[1]))
+print(json.dumps({"process": me, "processes": jax.process_count(),
+                  "devices": jax.device_count(), "local": jax.local_device_count(),
+                  "records": {n: r.records for n, r in res.arms.items()},
+                  "batch": {n: r.description.get("batch") for n, r in res.arms.items()},
+                  "writes": sorted(set(writes)), "progress_calls": len(calls)}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_run_the_arms_of_one_batch(runs, tmp_path):
+    """Two processes of two CPU devices each joined by jax.distributed (the environment of
+    `febone --distributed`): the three arms of one patient as one batch over the four devices
+    (padded to four), the lighter arm alone on each process. Every process returns every
+    arm's records, equal to the arms run one after another in one process (the module's
+    reference) to RTOL; process 0 alone writes the jsonl and checkpoints and reports progress."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu", "FEBONE_COORDINATOR_ADDRESS": f"localhost:{port}",
+           "FEBONE_NUM_PROCESSES": "2"}
+    args = [sys.executable, "-c", textwrap.dedent(_DISTRIBUTED_CHILD), str(tmp_path), SCENARIO,
+            os.path.dirname(os.path.abspath(__file__))]
+    procs = [subprocess.Popen(args, env={**env, "FEBONE_PROCESS_ID": str(i)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=240)
+            assert p.returncode == 0, stderr[-3000:]
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [o["process"] for o in outs] == [0, 1]
+    arms = ["placebo", "denosumab", "alendronate", "lighter"]
+    files = sorted(f"{a}{s}" for a in arms for s in (".jsonl", ".checkpoint.npz"))
+    assert outs[0]["writes"] == files and outs[1]["writes"] == []
+    assert outs[0]["progress_calls"] > 0 and outs[1]["progress_calls"] == 0
+    for o in outs:
+        assert o["processes"] == 2 and o["devices"] == 4 and o["local"] == 2
+        assert list(o["records"]) == arms
+        batch = o["batch"]
+        assert batch.pop("lighter") is None
+        assert all(b == {"runs": 3, "padding": 1, "devices": 4} for b in batch.values())
+        for arm, recs in runs["one"].items():
+            assert len(o["records"][arm]) == 3
+            assert _worst(recs, o["records"][arm]) < RTOL, (o["process"], arm)
+    for arm in arms:                       # written once, whole: the baseline and two outputs
+        assert len((tmp_path / "out" / f"{arm}.jsonl").read_text().splitlines()) == 3

@@ -242,29 +242,38 @@ def run(args) -> int:
         from ..parallel import batch_devices
 
         batch_devices(args.devices)     # fail before the set-up: N ≤ jax.device_count()
+    import contextlib
+
+    import jax
+
+    # under jax.distributed (febone --distributed) every process runs the same scenario and
+    # gets every result; process 0 alone holds --out, writes the files and reports
+    lead = jax.process_index() == 0
+    say = print if lead else (lambda *a, **k: None)
     start = time.perf_counter()
     sc = _scenario(args)
     arms = [a.name for a in sc.runs()]
-    if args.json is not None:
+    if args.json is not None and lead:
         check_writable(args.json)                # fail now, not after the run
-    print(f"scenario: {sc.name} ({len(arms)} arm{'s' if len(arms) > 1 else ''}, "
-          f"{sc.duration_years:g} years, bone {sc.runs()[0].bone.mesh}) on {device_description()}"
-          + ("" if getattr(args, "precision", "float64") == "float64"
-             else f", precision {args.precision}"))
-    with _output_folder(args, arms) as folder:
+    say(f"scenario: {sc.name} ({len(arms)} arm{'s' if len(arms) > 1 else ''}, "
+        f"{sc.duration_years:g} years, bone {sc.runs()[0].bone.mesh}) on {device_description()}"
+        + ("" if getattr(args, "precision", "float64") == "float64"
+           else f", precision {args.precision}"))
+    with (_output_folder(args, arms) if lead else contextlib.nullcontext()) as folder:
         if args.resume:
             _check_checkpoints(args.out)
         progress = _Progress(on_output=None if folder is None else folder.update)
         result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=progress,
                               devices=args.devices, preconditioner=args.preconditioner,
                               precision=getattr(args, "precision", None))
-        for name, res in result.arms.items():
-            _print_arm(name, res)
+        if lead:
+            for name, res in result.arms.items():
+                _print_arm(name, res)
         summary = result.summary()
-        if args.out is not None:
+        if args.out is not None and lead:
             _write_outputs(args.out, result, pictures=not args.no_pictures)
-            print(f"results in {args.out}/ (results.json, per-arm .jsonl and .pvd, report.md)")
-    if args.json is not None:
+            say(f"results in {args.out}/ (results.json, per-arm .jsonl and .pvd, report.md)")
+    if args.json is not None and lead:
         atomic_write_json(args.json, summary)
-    print(f"done in {time.perf_counter() - start:.1f} s on {result.device}")
+    say(f"done in {time.perf_counter() - start:.1f} s on {result.device}")
     return 0

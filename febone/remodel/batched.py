@@ -12,6 +12,14 @@ run's state is taken from the batch and measured on the host exactly as a lone r
 it (its AMG refresh, record, fields, checkpoint, then jsonl), so the outputs, files and
 checkpoints keep their form and a resumed group (or a lone run) reads them.
 
+Across hosts (``jax.distributed``, ``febone --distributed``): every process runs the same loop
+on the whole batch, each device stepping its own members; at the checks and the outputs the
+members' check codes and states are gathered to every process
+(:func:`jax.experimental.multihost_utils.process_allgather`, as :func:`~febone.parallel.map_batch`
+gathers its results), so every process measures every run and returns all the results. Process
+0 alone writes the files (jsonl, checkpoints) and reports progress; a resumed group reads the
+checkpoints on every process, so the output folder must be shared.
+
 What the runs may differ in: the daily inputs (drives, load factor), the physics (the
 mineralisation rate), and, once refreshed at the outputs, the habitual cases' AMG hierarchies
 (those leaves of the model are batched; the rest of the model is replicated). A ``vmap``-ped
@@ -60,9 +68,6 @@ def remodel_batch(mesh, runs: list, *, devices, cache: dict | None = None) -> li
         what :func:`~.simulation.remodel` raises.
     """
     spread = DeviceBatch(devices)
-    if jax.process_count() > 1:
-        raise ValueError("the arms of a run batch over the devices of one process; under "
-                         "jax.distributed (febone --distributed) run them without devices=")
     if not runs:
         return []
     for name in SHARED_ARGS:
@@ -157,12 +162,25 @@ class _Split:
         return (treedef, mask), shared, batched
 
 
+def _gathered(tree):
+    """``tree``'s batched arrays whole on this process: under jax.distributed each process
+    holds only its devices' members, so every process gathers all of them (a collective: every
+    process calls it at the same point of the loop); with one process, unchanged."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def _advance(arms: list, progress: list, spread: DeviceBatch) -> None:
     """Steps ``arms`` (set up, all at the same step) to their end as one batch spread over the
     devices, with each arm's checks, outputs and progress as :func:`~.simulation.remodel`
     makes them."""
     a0 = arms[0]
     n, pad = len(arms), spread.padding(len(arms))
+    if jax.process_index() != 0:     # under jax.distributed process 0 alone reports progress
+        progress = [None] * len(progress)
     members = arms + [arms[-1]] * pad
 
     def put_batched(column):
@@ -191,7 +209,7 @@ def _advance(arms: list, progress: list, spread: DeviceBatch) -> None:
 
     def check(pending):
         k, code = pending
-        codes = np.asarray(code)
+        codes = np.asarray(_gathered(code))
         for i, a in enumerate(arms):
             a.check((k, codes[i]))
 
@@ -213,8 +231,9 @@ def _advance(arms: list, progress: list, spread: DeviceBatch) -> None:
             a.timing["step_seconds"] += dt
         if k + 1 in a0.outputs:
             recs = []
+            every = _gathered(state)
             for i, a in enumerate(arms):
-                one = jax.tree_util.tree_unflatten(state_def, [x[i] for x in state])
+                one = jax.tree_util.tree_unflatten(state_def, [x[i] for x in every])
                 recs.append(a.output(jax.device_put(one, home[i]), k))
             if any(a.refresh for a in arms):
                 model_split, model_shared, model_batched = split([a.model for a in members])

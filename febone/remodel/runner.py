@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 
 from ..device import device_description
 from ..parallel import batch_devices
@@ -76,6 +77,10 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
             share the bone, the settings, the duration and the history are stepped as one batch
             spread over N devices (:func:`~.batched.remodel_batch`), each arm's answers equal
             to its lone run to round-off; an arm that shares them with no other runs alone.
+            Under ``jax.distributed`` (:func:`febone.parallel.initialize_distributed`) the N
+            devices may be on several hosts: every process calls ``run_scenario`` alike and
+            gets every arm's results; process 0 alone writes ``out_dir`` (shared, to resume)
+            and calls ``progress`` (so a ``progress`` that raises stops process 0 only).
         precision: ``"float64"`` (default; ``None`` too), ``"mixed"`` (the habitual and
             strength FE solves as float32 CG inside a float64 residual correction; the cell
             model, outputs and everything else float64) or ``"float32"`` (everything float32:
@@ -96,6 +101,8 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
     if devices is not None:
         batch_devices(devices)           # fail before the set-up: N ≤ jax.device_count()
     coupling = FE_COUPLING if coupling is None else coupling
+    if jax.process_index() != 0:     # under jax.distributed process 0 alone reports progress
+        progress = None
     meshes: dict[Path, object] = {}
     arms: dict[str, RemodelResult] = {}
     cache: dict = {}

@@ -559,8 +559,12 @@ class _Run:
 
         out_dir = None if out_dir is None else Path(out_dir)
         self.ckpt = self.jsonl = None
+        # under jax.distributed every process runs the same run; process 0 alone writes its
+        # files (the others read a checkpoint to resume)
+        self.writes = jax.process_index() == 0
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            if self.writes:
+                out_dir.mkdir(parents=True, exist_ok=True)
             self.ckpt, self.jsonl = out_dir / f"{label}.checkpoint.npz", out_dir / f"{label}.jsonl"
         self.step0 = 0
         if resume and self.ckpt.exists():
@@ -596,7 +600,7 @@ class _Run:
             records = [out.baseline]
             series = {k: [v] for k, v in out.fields(state, phys).items()}
         self.state, self.records, self.series = state, records, series
-        if self.jsonl is not None:
+        if self.jsonl is not None and self.writes:
             atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
         timing["setup_seconds"] = time.perf_counter() - start - timing["history_seconds"]
         self.desc = {"label": label, "years": years, "history_years": history_years,
@@ -658,7 +662,7 @@ class _Run:
         self.records.append(rec)
         for name, v in out.fields(state, phys).items():
             self.series[name].append(v)
-        if self.ckpt is not None:
+        if self.ckpt is not None and self.writes:
             # the checkpoint first: the jsonl never runs ahead of it
             _save_checkpoint(self.ckpt, state, k + 1, self.fp, self.records, self.series,
                              out.strength_warm)
