@@ -1,9 +1,101 @@
-"""Reading a bone's mesh file on the command line: ``--units`` and the size check (mm)."""
+"""Reading a bone on the command line: a mesh file (``--units``, the size check in mm) or a
+clinical CT (``--calibration`` and the CT options, :mod:`febone.voxel.ct`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["add_units_option", "read_bone", "check_bone_files"]
+__all__ = ["add_units_option", "add_ct_options", "ct_bone_from_args", "read_bone",
+           "check_bone_files"]
+
+#: the CT options other than --calibration, with their argparse defaults
+_CT_OPTIONS = {"threshold": None, "resample": 1, "mask": None, "voxel_size": None,
+               "density_kind": "apparent"}
+
+
+def add_ct_options(parser) -> None:
+    """The options of a CT given in place of a mesh (``--calibration A B`` and the rest)."""
+    from ..voxel.ct import DEFAULT_THRESHOLD, DENSITY_KINDS
+
+    g = parser.add_argument_group(
+        "CT image (in place of a mesh: NIfTI, a DICOM series folder or a TIFF stack, in HU)")
+    g.add_argument("--calibration", type=float, nargs=2, metavar=("A", "B"),
+                   help="phantom calibration ρ = A + B·HU: A in g/cm³, B in g/cm³ per HU "
+                        "(needed for a CT; the density kind says what ρ is)")
+    g.add_argument("--density-kind", dest="density_kind", choices=list(DENSITY_KINDS),
+                   default="apparent",
+                   help="what the calibrated ρ is: apparent (default; the density of the "
+                        "Morgan laws), ash (ρ_app = ρ_ash/0.6) or qct (K2HPO4-equivalent; "
+                        "ρ_ash = 0.877 ρ_QCT + 0.0789, Schileo 2008)")
+    g.add_argument("--threshold", type=float, metavar="RHO",
+                   help=f"bone = the largest connected component of voxels with calibrated ρ "
+                        f"above RHO g/cm³, after resampling (default {DEFAULT_THRESHOLD:g})")
+    g.add_argument("--mask", type=Path,
+                   help="bone mask on the CT's grid (NIfTI/TIFF, non-zero = bone) instead of "
+                        "the threshold")
+    g.add_argument("--resample", type=int, default=1, metavar="K",
+                   help="average ρ over K×K×K voxel blocks before finding the bone (mass "
+                        "conserving; default 1)")
+    g.add_argument("--voxel-size", dest="voxel_size", type=float, nargs="+", metavar="MM",
+                   help="voxel size for files without one (TIFF): DZ DY DX or one value, mm")
+
+
+def ct_bone_from_args(args):
+    """The :class:`febone.voxel.ct.CTBone` of a CT given as the bone, or None for a mesh file.
+
+    Raises:
+        ValueError: a CT without ``--calibration`` or ``--law``, or with a mesh's modulus
+            option or ``--units``; CT options with a mesh file; and the CT route's own faults.
+    """
+    from ..voxel.ct import DEFAULT_THRESHOLD, CTCalibration, ct_bone, read_ct
+    from ..voxel.image import is_image_path
+
+    path = Path(args.mesh)
+    given = [f"--{k.replace('_', '-')}" for k, v in _CT_OPTIONS.items()
+             if getattr(args, k, v) != v]
+    if not is_image_path(path):
+        if args.calibration is not None or given:
+            opts = " and ".join((["--calibration"] if args.calibration is not None else []) +
+                                given)
+            raise ValueError(f"{opts} belong to a CT image (.nii/.nii.gz, a DICOM series "
+                             f"folder, .tif/.tiff), and {path.name} is a mesh file: drop them")
+        return None
+    if args.calibration is None:
+        raise ValueError(f"{path.name} is a CT image: give its calibration --calibration A B "
+                         f"(ρ = A + B·HU, A in g/cm³, B in g/cm³ per HU, from the phantom)")
+    wrong = [o for o, v in (("--E-field", args.E_field), ("--E", args.E),
+                            ("--density-field", args.density_field),
+                            ("--units", args.units)) if v is not None]
+    if wrong:
+        raise ValueError(f"{' and '.join(wrong)} belong to mesh files; a CT's moduli come from "
+                         f"its calibrated density and --law, its size from its header (or "
+                         f"--voxel-size): drop them")
+    if args.law is None:
+        from ..material.laws import LAW_NAMES
+
+        raise ValueError(f"a CT needs --law LAW to turn its density into moduli; choose one of "
+                         f"{LAW_NAMES} or 'power:A,B' (E = A·ρ^B, MPa, apparent g/cm³)")
+    from ..material.laws import density_law
+
+    density_law(args.law)                     # an unknown law fails before the image is read
+    calibration = CTCalibration(*args.calibration, kind=args.density_kind)
+    voxel_size = args.voxel_size
+    if voxel_size is not None and len(voxel_size) not in (1, 3):
+        raise ValueError(f"--voxel-size takes one value or three (DZ DY DX), mm; got "
+                         f"{len(voxel_size)}")
+    image = read_ct(path, voxel_size=None if voxel_size is None else
+                    (voxel_size[0] if len(voxel_size) == 1 else voxel_size))
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    bone = ct_bone(image, calibration, threshold=threshold, resample=args.resample,
+                   mask=args.mask)
+    from ..mesh.units import PLAUSIBLE_EXTENT_MM, extent_mm
+
+    extent, (lo, hi) = extent_mm(bone.mesh.points), PLAUSIBLE_EXTENT_MM
+    if not lo <= extent <= hi:
+        raise ValueError(f"CT {path.name}: the bone spans {extent:.4g} mm along its largest side "
+                         f"(voxel size {list(image.voxel_size)} mm, dz dy dx), implausible for a "
+                         f"bone ({lo:g}–{hi:g} mm): the header's or --voxel-size's unit is "
+                         f"wrong; give --voxel-size in mm")
+    return bone
 
 
 def add_units_option(parser) -> None:

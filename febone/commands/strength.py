@@ -4,6 +4,14 @@ Node sets come from the mesh's point-data masks of the standard names, from the 
 when a mask is missing (standard orientation; see ``febone.strength.geometry``), or from
 ``--head NAME`` / ``--head box:x0,y0,z0,x1,y1,z1`` (mm, the mesh's frame) and the like.
 
+A clinical CT (QCT) instead of a mesh: a NIfTI file, a folder holding one DICOM series or a
+TIFF stack, with the phantom calibration ρ = A + B·HU (g/cm³) and a density law; the bone is
+the largest connected component above ``--threshold`` (or ``--mask``), one hex8 element per
+voxel with E from the law, solved on the voxel engine (``febone.voxel.ct``)::
+
+    febone strength hip.nii.gz --calibration -0.005 0.0008 --case sideways-fall \
+        --law morgan-femoral-neck --threshold 0.1 --resample 2
+
 Example (the MITK-GEM femur in its sideways-fall frame; its node sets carry other names)::
 
     febone strength ../shared/data/mitkgem_proximal_femur_tet10.vtu --case sideways-fall \\
@@ -31,12 +39,15 @@ _G = 9.81  # m/s²
 
 def register(sub) -> None:
     from ..strength import CASES
-    from ._bone import add_units_option
+    from ._bone import add_ct_options, add_units_option
 
     p = sub.add_parser("strength", help="stiffness and fracture load under a load case",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("mesh", help="mesh file (tet4/tet10/hex8; mm, or --units)")
+    p.add_argument("mesh", help="mesh file (tet4/tet10/hex8; mm, or --units), or a CT image "
+                                "(.nii/.nii.gz, a DICOM series folder, .tif/.tiff stack) with "
+                                "--calibration")
     add_units_option(p)
+    add_ct_options(p)
     p.add_argument("--case", required=True, choices=sorted(CASES), help="load case")
     src = p.add_argument_group("modulus (exactly one)")
     src.add_argument("--E-field", dest="E_field", help="cell-data field with E in MPa")
@@ -183,18 +194,27 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from ..strength import strength
-    from ._bone import read_bone
+    from ._bone import ct_bone_from_args, read_bone
     from .solve import moduli_from_args
 
     start = time.perf_counter()
     methods = _methods(args.method)
     if not args.body_weight_kg > 0:
         raise ValueError(f"--body-weight-kg must be positive; got {args.body_weight_kg}")
-    mesh = read_bone(args.mesh, args.units)
-    E, source = moduli_from_args(mesh, args)
-    density = None
-    if args.density_field is not None:
-        density = np.asarray(mesh.cell_data[args.density_field], float).reshape(-1)
+    ct = ct_bone_from_args(args)
+    if ct is None:
+        mesh = read_bone(args.mesh, args.units)
+        E, source = moduli_from_args(mesh, args)
+        density = None
+        if args.density_field is not None:
+            density = np.asarray(mesh.cell_data[args.density_field], float).reshape(-1)
+    else:
+        from ..material.laws import density_law
+
+        mesh = ct.mesh
+        density = np.asarray(mesh.cell_data["density_g_cm3"], float)
+        E = np.asarray(density_law(args.law).modulus(density), dtype=np.float64)
+        source = f"{args.law} law on the CT's apparent density"
     case, boxes = _case(args)
 
     def progress(d, F):
@@ -216,9 +236,19 @@ def _run(args) -> int:
                fracture_load_BW={k: v / bw for k, v in result.fracture_load_N.items()},
                wall_seconds=time.perf_counter() - start,
                precision=getattr(args, "precision", None) or "float64")
+    if ct is not None:
+        out["ct"] = ct.summary()
     if args.out:
         out["files"] = _write_outputs(args.out, mesh, result)
     print(f"{case.name}: {result.case.description}")
+    if ct is not None:
+        c = out["ct"]
+        rho = c["apparent_density_g_cm3"]
+        bone = (f"ρ > {c['threshold_g_cm3']:g} g/cm³" if c["threshold_g_cm3"] is not None
+                else "the given mask")
+        print(f"  CT               {c['voxels']} voxels of {' × '.join(f'{v:g}' for v in c['voxel_size_mm'])} mm "
+              f"({bone}, largest of {c['components']} components), apparent density "
+              f"{rho['min']:.3g}–{rho['max']:.3g} g/cm³, mean {rho['mean']:.3g}")
     if result.side is not None:
         print(f"  side             {result.side} femur (from the head's side of the shaft)")
     print("  node sets        " + ", ".join(f"{k} ({v['nodes']} nodes, {v['source']})"

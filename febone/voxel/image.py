@@ -1,7 +1,16 @@
-"""Micro-CT images: loading (NumPy, TIFF stacks, NIfTI) and segmentation into a bone mask.
+"""CT images: loading (NumPy, TIFF stacks, NIfTI, DICOM series) and segmentation into a mask.
 
 Axis order is (z, y, x) for every array returned here; voxel sizes are (dz, dy, dx) in mm.
 NIfTI volumes, stored (x, y, z), are transposed on loading.
+
+With ``canonical=True`` (the clinical CT route, :mod:`febone.voxel.ct`) NIfTI volumes and
+DICOM series are first turned to the closest RAS+ orientation (nibabel's
+``as_closest_canonical``: axes permuted and flipped, never resampled), so the array's
+x, y, z run along the patient's Right, Anterior and Superior, and the image carries the
+world position of its first voxel (:attr:`VoxelImage.origin`). In that frame a right femur
+lies in febone's standard orientation (shaft along +z, greater trochanter at +x). A
+residual rotation of an oblique scan is not resampled away: it is logged as a warning and
+the bone is taken in the scanner's axes.
 """
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["VoxelImage", "Segmentation", "load_image", "segment", "otsu_threshold",
-           "largest_component"]
+           "largest_component", "is_image_path", "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +38,15 @@ class VoxelImage:
         data: (nz, ny, nx) array: boolean mask, grey values or Hounsfield units.
         voxel_size: (dz, dy, dx) mm, or ``None`` when the file does not say.
         source: where it came from (for messages).
+        origin: (x, y, z) mm world (RAS+) position of the centre of voxel ``[0, 0, 0]``, for
+            images read with ``canonical=True`` from a file with a position (NIfTI, DICOM);
+            ``None`` otherwise.
     """
 
     data: np.ndarray
     voxel_size: tuple | None
     source: str = ""
+    origin: tuple | None = None
 
 
 def _check_3d(data: np.ndarray, source: str) -> np.ndarray:
@@ -82,13 +95,63 @@ def _reading(source: str, what: str):
                          f"export it again") from None
 
 
-def load_image(path, *, key: str | None = None) -> VoxelImage:
+#: every image file suffix :func:`load_image` reads (a folder is a DICOM series)
+IMAGE_SUFFIXES = (".npy", ".npz", ".tif", ".tiff", ".nii", ".nii.gz")
+
+#: largest angle, degrees, between an image's axes and the world axes taken as aligned
+OBLIQUE_TOL_DEG = 0.5
+
+
+def is_image_path(path) -> bool:
+    """True for a file :func:`load_image` reads by its suffix, or a folder (a DICOM series)."""
+    path = Path(path)
+    return path.is_dir() or path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _oriented(img, source: str, canonical: bool, scale: float) -> VoxelImage:
+    """A nibabel image as (z, y, x) data; with ``canonical`` in RAS+ axes with its origin."""
+    import nibabel
+
+    data = _check_3d(np.asanyarray(img.dataobj), source)
+    if not canonical:
+        zooms = [float(x) * scale for x in img.header.get_zooms()[:3]]
+        return VoxelImage(np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
+                          tuple(zooms[::-1]), source)
+    img = nibabel.as_closest_canonical(nibabel.Nifti1Image(data, img.affine))
+    data = np.asanyarray(img.dataobj)
+    A = np.asarray(img.affine, float)[:3, :3] * scale
+    size = np.linalg.norm(A, axis=0)                                # (dx, dy, dz) mm
+    if not np.all(size > 0):
+        raise ValueError(f"{source}: the header's affine has a zero voxel size {size.tolist()} "
+                         f"mm; fix the header (e.g. nibabel's set_sform/set_qform)")
+    cosines = np.clip(np.diag(A / size), -1.0, 1.0)
+    tilt = float(np.degrees(np.arccos(cosines.min())))
+    if tilt > OBLIQUE_TOL_DEG:
+        log.warning("%s: the image axes are %.1f° off the world axes (an oblique scan); the bone "
+                    "is taken in the scanner's axes, not resampled to the world's", source, tilt)
+    origin = tuple(float(v) * scale for v in np.asarray(img.affine, float)[:3, 3])
+    return VoxelImage(np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
+                      tuple(float(v) for v in size[::-1]), source, origin)
+
+
+def load_image(path, *, key: str | None = None, canonical: bool = False) -> VoxelImage:
     """Read a 3-D image.
 
     Supported: ``.npy`` (one array), ``.npz`` (array ``key``, else ``image``/``data``/
     ``volume``/``mask`` or the only array; voxel size from ``voxel_size_mm``/``voxel_size``/
     ``spacing`` when present), ``.tif``/``.tiff`` multi-page stacks (tifffile), ``.nii``/
-    ``.nii.gz`` (nibabel; transposed from (x, y, z) to (z, y, x), voxel size from the header).
+    ``.nii.gz`` (nibabel; transposed from (x, y, z) to (z, y, x), voxel size from the header;
+    stored values scaled by the header's scl_slope/scl_inter), and a folder holding one DICOM
+    series (pydicom, extra ``dicom``; slices sorted along the slice normal by
+    ImagePositionPatient, values ``RescaleSlope · stored + RescaleIntercept``, i.e. HU for
+    CT; :mod:`febone.voxel.dicom`).
+
+    Args:
+        path: the file, or the DICOM series' folder.
+        key: the array of an ``.npz`` archive.
+        canonical: NIfTI and DICOM: turn the axes to the closest RAS+ orientation and set
+            :attr:`VoxelImage.origin` (see the module docstring). Other formats have no
+            orientation and are read as they are.
 
     Raises:
         FileNotFoundError: missing file.
@@ -101,6 +164,10 @@ def load_image(path, *, key: str | None = None) -> VoxelImage:
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
     name = path.name.lower()
     source = str(path)
+    if path.is_dir():
+        from .dicom import read_series
+
+        return _oriented(read_series(path), source, canonical, 1.0)
     if name.endswith(".npy"):
         with _reading(source, "a NumPy .npy array"):
             data = np.load(path)
@@ -136,15 +203,12 @@ def load_image(path, *, key: str | None = None) -> VoxelImage:
 
         with _reading(source, "a NIfTI volume"):
             img = nibabel.load(path)
-            data = np.asanyarray(img.dataobj)
-            zooms = [float(x) for x in img.header.get_zooms()[:3]]
+            img = nibabel.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
             unit = img.header.get_xyzt_units()[0]
-        data = _check_3d(data, source)
         scale = {"meter": 1000.0, "micron": 1e-3}.get(unit, 1.0)
-        return VoxelImage(np.ascontiguousarray(np.transpose(data, (2, 1, 0))),
-                          tuple(z * scale for z in zooms[::-1]), source)
-    raise ValueError(f"{source}: unsupported image format; use .npy, .npz, .tif/.tiff or "
-                     f".nii/.nii.gz")
+        return _oriented(img, source, canonical, scale)
+    raise ValueError(f"{source}: unsupported image format; use .npy, .npz, .tif/.tiff, "
+                     f".nii/.nii.gz or a folder holding one DICOM series")
 
 
 @dataclass(frozen=True)
@@ -207,12 +271,12 @@ def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
     return keep, int(n), int(mask.sum() - keep.sum())
 
 
-def _block_mean(data: np.ndarray, factor: int) -> np.ndarray:
-    """Average over factor³ blocks (the image is cropped to a multiple of factor)."""
+def _block_mean(data: np.ndarray, factor: int, dtype=np.float32) -> np.ndarray:
+    """Average over factor³ blocks (the image is cropped to a multiple of factor), in ``dtype``."""
     nz, ny, nx = (s // factor * factor for s in data.shape)
     if min(nz, ny, nx) == 0:
         raise ValueError(f"resample factor {factor} exceeds the image size {data.shape}")
-    d = data[:nz, :ny, :nx].astype(np.float32)
+    d = data[:nz, :ny, :nx].astype(dtype)
     return d.reshape(nz // factor, factor, ny // factor, factor, nx // factor, factor).mean(
         axis=(1, 3, 5))
 
