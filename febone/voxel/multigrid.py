@@ -38,6 +38,7 @@ import numpy as np
 from jax import lax
 
 from ..precision import CONTRACTION
+from . import pieces
 from .grid import GRID_CORNERS, VoxelLevel, VoxelModel
 from .operator import (_chunked, apply_stiffness, corner_nodes, element_stiffness,
                        gather_corners, scatter_corners)
@@ -251,7 +252,10 @@ def _downsample(y: jax.Array, axis: int, n_coarse: int) -> jax.Array:
 
 
 def prolong(fine: VoxelLevel, coarse: VoxelLevel, xc: jax.Array) -> jax.Array:
-    """Trilinear interpolation (n_coarse, 3) -> (n_fine, 3), separable on the dense grid."""
+    """Trilinear interpolation (n_coarse, 3) -> (n_fine, 3), separable on the dense grid
+    (on each cell copy of a :class:`~febone.voxel.pieces.PieceLevel`)."""
+    if isinstance(coarse, pieces.PieceLevel):
+        return pieces.prolong(coarse, xc)
     d = _to_dense(coarse, xc)
     for axis in range(3):
         d = _upsample(d, axis, fine.node_shape[axis])
@@ -260,6 +264,8 @@ def prolong(fine: VoxelLevel, coarse: VoxelLevel, xc: jax.Array) -> jax.Array:
 
 def restrict(fine: VoxelLevel, coarse: VoxelLevel, r: jax.Array) -> jax.Array:
     """Pᵀ r: (n_fine, 3) -> (n_coarse, 3), the exact transpose of :func:`prolong`."""
+    if isinstance(coarse, pieces.PieceLevel):
+        return pieces.restrict(coarse, r)
     d = _to_dense(fine, r)
     for axis in range(3):
         d = _downsample(d, axis, coarse.node_shape[axis])
@@ -268,6 +274,8 @@ def restrict(fine: VoxelLevel, coarse: VoxelLevel, r: jax.Array) -> jax.Array:
 
 def _scatter(level: VoxelLevel, fe: jax.Array) -> jax.Array:
     """(n_voxels, 24) element vectors -> (n_nodes, 3), summed over shared nodes."""
+    if isinstance(level, pieces.PieceLevel):
+        return pieces.scatter(level, fe)
     return scatter_corners(level, fe)
 
 
@@ -289,8 +297,11 @@ def _apply_level(level: VoxelLevel, form: str, Ke, E, x):
         def forces(ue, e):
             return jnp.einsum("nc,ncj->nj", e, jnp.matmul(ue, K_all, precision=CONTRACTION)
                               .reshape(-1, 8, 24), precision=CONTRACTION)
+        if isinstance(level, pieces.PieceLevel):
+            return pieces.apply_chunked(level, E, x, forces)
         return _chunked(level, E, x, forces, width=24 + 192 + 24)
-    ue = gather_corners(level, x)
+    ue = pieces.gather(level, x) if isinstance(level, pieces.PieceLevel) \
+        else gather_corners(level, x)
     return _scatter(level, jnp.einsum("eij,ej->ei", Ke, ue, precision=CONTRACTION))
 
 
@@ -319,7 +330,7 @@ def _block_inverse(level: VoxelLevel, form: str, Ke, E, free) -> jax.Array:
     the free dofs (identity on fixed ones). Assembled one block column at a time with the
     operator's corner scatter: three scatters per level, so few compiled kernels, and
     (n_voxels, 24) temporaries."""
-    B = jnp.stack([scatter_corners(level, _block_columns(form, Ke, E, j).astype(free.dtype))
+    B = jnp.stack([_scatter(level, _block_columns(form, Ke, E, j).astype(free.dtype))
                    for j in range(3)], axis=-1)  # B[n, i, j]
     mask = free[:, :, None] * free[:, None, :]
     B = B * mask + jnp.eye(3, dtype=B.dtype)[None] * (1.0 - free)[:, None, :]
@@ -349,6 +360,8 @@ def _element_matrices(form: str, Ke, E):
 def _galerkin_matrices(level: VoxelLevel, prev_form: str, prev_Ke, prev_E, P) -> jax.Array:
     """Element matrices Σ_c P_cᵀ K_child(c) P_c of a level from the finer level's operator."""
     n = level.n_voxels
+    if isinstance(level, pieces.PieceLevel) and not level.positional:
+        return pieces.galerkin_listed(level, _element_matrices(prev_form, prev_Ke, prev_E), P)
     if prev_form == "children":  # level 2 straight from the fine moduli: (n, 64) @ (64, 576)
         Epad = jnp.concatenate([prev_E, jnp.zeros((1, 8), prev_E.dtype)])
         E64 = Epad[level.children].reshape(n, 64)  # [c2, c1]
@@ -368,7 +381,8 @@ def _galerkin_matrices(level: VoxelLevel, prev_form: str, prev_Ke, prev_E, P) ->
 def _coarse_matrix(level: VoxelLevel, Kel, free) -> jax.Array:
     """Dense assembled matrix with identity rows/cols on fixed dofs."""
     n = 3 * level.n_nodes
-    dof = (3 * corner_nodes(level)[:, :, None] + jnp.arange(3)[None, None, :]).reshape(-1, 24)
+    corners = level.corners if isinstance(level, pieces.PieceLevel) else corner_nodes(level)
+    dof = (3 * corners[:, :, None] + jnp.arange(3)[None, None, :]).reshape(-1, 24)
     K = jnp.zeros((n, n), Kel.dtype).at[dof[:, :, None], dof[:, None, :]].add(Kel)
     f = free.reshape(-1)
     return K * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
@@ -458,6 +472,12 @@ def setup_multigrid(model: VoxelModel, E: jax.Array, nu, fixed: jax.Array,
     """
     dtype = working_dtype(options.dtype)
     wide = jnp.result_type(float) if setup_dtype is None else jnp.dtype(setup_dtype)
+    if options.coarse != "galerkin" and any(isinstance(lev, pieces.PieceLevel)
+                                            for lev in model.levels):
+        raise ValueError("a model with connectivity-following coarse levels (coarse_space="
+                         "'pieces') needs Galerkin coarse operators: use "
+                         "Multigrid(coarse='galerkin'), or build the model with "
+                         "VoxelModel.create for coarse='average'")
     E = jax.lax.stop_gradient(E).astype(dtype)
     nu = jax.lax.stop_gradient(nu)
     ke0 = element_stiffness(model.voxel_size, nu, wide, model.frame)

@@ -1,0 +1,364 @@
+"""Multigrid coarse spaces that follow the bone's connectivity ("pieces").
+
+The trilinear coarse levels of :mod:`febone.voxel.multigrid` give each coarse grid point one
+unknown, shared by all bone inside the coarse cells around it: two trabeculae that pass
+through one coarse cell without touching there are glued together on the coarse level, and
+a piece of bone hanging on the rest by a thin neck cannot move on its own there. Here, as
+in the composite / "topology-preserving" coarse grids of embedded hexahedral FE (Nesme,
+Kry, Jeřábková & Faure 2009; Dick, Georgii & Westermann 2011) and the aggregates of
+smoothed aggregation AMG, every coarse cell is split into *copies*, one per connected piece
+of the bone inside it, and every coarse grid point into *coarse nodes*, one per piece of
+bone around it:
+
+* Level 0 is the image grid (its cells are the bone voxels, its nodes the active nodes).
+* Cells of level l+1: the 2×2×2 blocks of level-l cells, split into the connected
+  components of the graph "two level-l cells of one block share a level-l node".
+* Nodes of level l+1: a copy Q has 8 corner *slots*. A level-l node n that is a corner
+  of a cell of Q lies, in Q's coarse cell, at t ∈ {0, ½, 1}³; it is interpolated
+  trilinearly from the slots of Q with nonzero weight (those on the smallest face, edge or
+  vertex holding n). Wherever the same level-l node n is a corner of cells of two copies
+  Q, Q', their slots at the same grid point with nonzero weight are identified; the
+  equivalence classes (a union-find, ``connected_components``) are the coarse nodes.
+  That is exactly what makes the prolongation P *nodal*: every level-l node gets the same
+  value from every copy holding it, so Pᵀ A P is still assembled cell by cell
+  (Σ_children P_cᵀ K_child P_c) and the Galerkin machinery of :mod:`.multigrid` applies
+  unchanged.
+
+Properties (tested in ``tests/test_voxel_coarse_pieces.py``): the coarse space contains the
+trilinear one (give every copy of a grid point the same value); on a copy its functions are
+trilinear, so a rigid motion of each copy separately (a linear field) is reproduced exactly
+on the bone of that copy; bone parts that do not meet inside a coarse cell (nor through its
+neighbours' shared faces) get independent coarse unknowns.
+
+Why level 1 never splits: the 8 voxels of a 2×2×2 block all share its centre node. Splits
+start at level 2 (4³ voxel blocks), where a coarse grid point's slots may already be apart.
+
+The hierarchy is built once on the host (NumPy/SciPy: sorting and connected components,
+about linear in the voxel count), like the structured levels of :mod:`.grid`. On the device
+a :class:`PieceLevel` holds explicit corner ids (the structured stride arithmetic of the
+fine level does not apply to copies) and the prolongation to the finer level as a gather
+of 8 coarse nodes per finer node with one of 27 weight patterns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ..precision import CONTRACTION
+from .grid import GRID_CORNERS, GRID_TO_VTK, VoxelGrid, VoxelModel, build_levels
+
+__all__ = ["PieceLevel", "CoarseCells", "coarsen_cells", "fine_cells", "piece_levels",
+           "piece_model", "weight_table", "COARSE_SPACES"]
+
+#: coarse spaces of the voxel multigrid: one unknown per coarse grid point (``"trilinear"``)
+#: or one per piece of bone around it (``"pieces"``, this module).
+COARSE_SPACES = ("trilinear", "pieces")
+
+# corner offsets in (z, y, x) array order, grid corner order
+_OFF = GRID_CORNERS[:, ::-1]
+
+
+def weight_table() -> np.ndarray:
+    """(27, 8) trilinear weights: row τ = t2x + 3·t2y + 9·t2z for a point at
+    t = (t2x, t2y, t2z)/2 ∈ {0, ½, 1}³ of a coarse cell, column b the cell corner
+    (grid order). Same convention as :func:`febone.voxel.multigrid.child_prolongations`."""
+    out = np.zeros((27, 8))
+    for tau in range(27):
+        t = np.array([tau % 3, (tau // 3) % 3, tau // 9]) / 2.0  # (x, y, z)
+        for b, cb in enumerate(GRID_CORNERS):
+            out[tau, b] = np.prod(1.0 - np.abs(t - cb))
+    return out
+
+
+@dataclass(frozen=True)
+class CoarseCells:
+    """Host description of one level's cells (NumPy), the input and output of
+    :func:`coarsen_cells`.
+
+    Attributes:
+        coords: (n_cells, 3) int (z, y, x) cell coordinates on this level's grid.
+        corners: (n_cells, 8) int node ids of each cell's corners (grid order).
+        n_nodes: nodes of the level.
+        children: (n_cells, k) int ids of the finer level's cells in each cell (the finer
+            cell count where unused); (n_cells, 0) on level 0.
+        child_pos: (n_cells, k) int position 0..7 (grid order) of each child in the cell.
+        p_idx: (n_finer_nodes, 8) int: the coarse nodes each finer node interpolates from.
+        p_type: (n_finer_nodes,) int: its weight pattern τ (row of :func:`weight_table`).
+        shape: (nz, ny, nx) of the level's grid.
+    """
+
+    coords: np.ndarray
+    corners: np.ndarray
+    n_nodes: int
+    children: np.ndarray
+    child_pos: np.ndarray
+    p_idx: np.ndarray
+    p_type: np.ndarray
+    shape: tuple
+
+
+def fine_cells(mask: np.ndarray) -> CoarseCells:
+    """Level 0: the bone voxels as cells (flat z, y, x order, the solver's voxel order)."""
+    grid = VoxelGrid.create(np.asarray(mask, dtype=bool), 1.0)
+    coords = np.stack(np.nonzero(grid.mask), axis=1)
+    corners = grid.voxel_nodes()[:, GRID_TO_VTK]
+    empty = np.zeros((len(coords), 0), np.int64)
+    return CoarseCells(coords, corners, int(grid.active.sum()), empty, empty,
+                       np.zeros((0, 8), np.int64), np.zeros((0,), np.int64), grid.shape)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    g = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    return connected_components(g, directed=False)
+
+
+def _links(keys: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining consecutive ``items`` with equal ``keys`` (int64) after sorting."""
+    order = np.argsort(keys, kind="stable")
+    k, it = keys[order], items[order]
+    same = k[1:] == k[:-1]
+    return it[:-1][same], it[1:][same]
+
+
+def coarsen_cells(fine: CoarseCells) -> CoarseCells:
+    """One coarsening step (host): split 2×2×2 blocks of ``fine``'s cells into connected
+    copies, and coarse grid points into coarse nodes (see the module docstring).
+
+    Returns:
+        The coarse level's :class:`CoarseCells` (cells ordered by coarse cell, nodes by grid
+        point), with its children and its prolongation to ``fine``'s nodes.
+    """
+    n = len(fine.coords)
+    shape = tuple(-(-s // 2) for s in fine.shape)
+    cs = np.array(shape, np.int64)
+    parent = fine.coords // 2
+    pos = fine.coords % 2
+    cpos = 4 * pos[:, 0] + 2 * pos[:, 1] + pos[:, 2]  # grid order a = 4z + 2y + x
+    cell_key = (parent[:, 0] * cs[1] + parent[:, 1]) * cs[2] + parent[:, 2]
+    n_fine_nodes = int(fine.n_nodes)
+    # 1. copies: components of "same coarse cell and a shared fine node"
+    cell_rep = np.repeat(np.arange(n), 8)
+    node_rep = fine.corners.reshape(-1).astype(np.int64)
+    a, b = _links(cell_key[cell_rep] * n_fine_nodes + node_rep, cell_rep)
+    _, comp = _components(n, a, b)
+    # order copies by coarse cell (then by their first member) for locality
+    first = np.full(comp.max() + 1, n, np.int64)
+    np.minimum.at(first, comp, np.arange(n))
+    order = np.lexsort((first, cell_key[first]))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    copy = rank[comp]
+    n_copies = len(order)
+    coords = parent[first[order]]
+    # children: positional columns (column = position) unless a copy holds two children at
+    # one position (possible from level 3 on); then listed with their positions
+    seen = np.zeros((n_copies, 8), np.int64)
+    np.add.at(seen, (copy, cpos), 1)
+    if not (seen > 1).any():
+        children = np.full((n_copies, 8), n, np.int64)
+        children[copy, cpos] = np.arange(n)
+        child_pos = np.broadcast_to(np.arange(8), (n_copies, 8)).copy()
+    else:
+        by = np.lexsort((cpos, copy))
+        counts = np.bincount(copy, minlength=n_copies)
+        slot = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        children = np.full((n_copies, int(counts.max())), n, np.int64)
+        child_pos = np.zeros_like(children)
+        children[copy[by], slot] = by
+        child_pos[copy[by], slot] = cpos[by]
+    # 2. coarse nodes: slots (copy, corner b) joined where one fine node interpolates from
+    #    them with nonzero weight (at the same grid point). Only fine nodes held by two
+    #    copies or more join anything; a (node, copy) pair has one position in the copy.
+    tau_all = (_OFF[cpos][:, None, :] + _OFF[None, :, :]) @ np.array([9, 3, 1])  # (n, 8)
+    pair = node_rep * n_copies + copy[cell_rep]
+    upair, first_pair = np.unique(pair, return_index=True)
+    p_node = upair // n_copies
+    shared = np.bincount(p_node, minlength=n_fine_nodes)[p_node] > 1
+    p_node, p_copy = p_node[shared], (upair % n_copies)[shared]
+    p_tau = tau_all.reshape(-1)[first_pair[shared]]
+    W = weight_table()
+    j, b_c = np.nonzero(W[p_tau] > 0)
+    gpt = coords[p_copy[j]] + _OFF[b_c]  # grid point of the slot, (m, 3)
+    gflat = (gpt[:, 0] * (cs[1] + 1) + gpt[:, 1]) * (cs[2] + 1) + gpt[:, 2]
+    n_gpts = int(np.prod(cs + 1))
+    a, b = _links(p_node[j] * n_gpts + gflat, 8 * p_copy[j] + b_c)
+    _, cls = _components(8 * n_copies, a, b)
+    # number coarse nodes by grid point
+    slot_g = ((coords[:, None, :] + _OFF[None]) * np.array([(cs[1] + 1) * (cs[2] + 1),
+                                                             cs[2] + 1, 1])).sum(-1).reshape(-1)
+    n_cls = cls.max() + 1
+    cls_g = np.zeros(n_cls, np.int64)
+    cls_g[cls] = slot_g
+    cls_first = np.full(n_cls, 8 * n_copies, np.int64)
+    np.minimum.at(cls_first, cls, np.arange(8 * n_copies))
+    norder = np.lexsort((cls_first, cls_g))
+    nrank = np.empty_like(norder)
+    nrank[norder] = np.arange(n_cls)
+    corners = nrank[cls].reshape(n_copies, 8)
+    # 3. prolongation: each fine node from the first (cell, corner) holding it
+    fc = fine.corners.reshape(-1)
+    _, first_entry = np.unique(fc, return_index=True)
+    if len(first_entry) != n_fine_nodes:
+        raise ValueError("a fine node is no corner of any cell: the level is inconsistent")
+    i_f, a_f = first_entry // 8, first_entry % 8
+    p_idx = corners[copy[i_f]]
+    p_type = tau_all[i_f, a_f]
+    return CoarseCells(coords, corners, int(n_cls), children, child_pos, p_idx, p_type, shape)
+
+
+def piece_levels(mask: np.ndarray, *, max_coarse_nodes: int = 700,
+                 max_levels: int | None = None) -> list[CoarseCells]:
+    """Host hierarchy of connectivity-following levels, fine to coarse: coarsen until a level
+    has at most ``max_coarse_nodes`` nodes, ``max_levels`` levels, or one cell along every
+    axis (the criteria of :func:`febone.voxel.grid.build_levels`)."""
+    levels = [fine_cells(mask)]
+    cap = max_levels if max_levels is not None else 64
+    while levels[-1].n_nodes > max_coarse_nodes and len(levels) < cap \
+            and max(levels[-1].shape) > 1:
+        levels.append(coarsen_cells(levels[-1]))
+    return levels
+
+
+@dataclass(frozen=True)
+class PieceLevel:
+    """Device index data of a connectivity-following coarse level (levels ≥ 1).
+
+    Attributes:
+        corners: (n_cells, 8) int32 node ids of each cell copy's corners (grid order).
+        children: (n_cells, k) int32 ids of the finer level's cells in each copy, the finer
+            level's cell count where unused; k = 8 and column = position when
+            ``positional``.
+        child_pos: (n_cells, k) int32 position 0..7 (grid order) of each child.
+        p_idx: (n_finer_nodes, 8) int32 coarse nodes each finer node interpolates from.
+        p_type: (n_finer_nodes,) int32 weight pattern (row of :func:`weight_table`).
+        n_nodes_: number of nodes (static).
+        shape: (nz, ny, nx) of the level's grid (static).
+        scale: cell size relative to level 0 (static).
+        positional: children in position columns (static).
+    """
+
+    corners: jax.Array
+    children: jax.Array
+    child_pos: jax.Array
+    p_idx: jax.Array
+    p_type: jax.Array
+    n_nodes_: int
+    shape: tuple
+    scale: float
+    positional: bool
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.n_nodes_)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.corners.shape[0])
+
+    @property
+    def node_shape(self) -> tuple:
+        return tuple(s + 1 for s in self.shape)
+
+    @classmethod
+    def from_cells(cls, cells: CoarseCells, scale: float) -> "PieceLevel":
+        positional = cells.children.shape[1] == 8 and bool(
+            (cells.child_pos == np.arange(8)[None]).all())
+        i32 = jnp.int32
+        return cls(jnp.asarray(cells.corners, i32), jnp.asarray(cells.children, i32),
+                   jnp.asarray(cells.child_pos, i32), jnp.asarray(cells.p_idx, i32),
+                   jnp.asarray(cells.p_type, i32), int(cells.n_nodes), tuple(cells.shape),
+                   float(scale), positional)
+
+
+jax.tree_util.register_dataclass(PieceLevel,
+                                 data_fields=["corners", "children", "child_pos", "p_idx",
+                                              "p_type"],
+                                 meta_fields=["n_nodes_", "shape", "scale", "positional"])
+
+
+def piece_model(grid: VoxelGrid, *, max_coarse_nodes: int = 700,
+                max_levels: int | None = None) -> VoxelModel:
+    """A :class:`VoxelModel` whose coarse levels follow the bone's connectivity: level 0 is
+    the structured image level of :meth:`VoxelModel.create`, levels ≥ 1 are
+    :class:`PieceLevel`. Solve with it as with any model (``solve_voxel``,
+    ``compile_voxel_solve``, ``setup_multigrid``: Galerkin coarse operators only)."""
+    if not isinstance(grid, VoxelGrid):
+        raise TypeError(f"piece_model expects a VoxelGrid; got {type(grid).__name__}")
+    cells = piece_levels(grid.mask, max_coarse_nodes=max_coarse_nodes, max_levels=max_levels)
+    fine = build_levels(grid.mask, max_levels=1)[0]
+    levels = [fine] + [PieceLevel.from_cells(c, 2.0 ** l) for l, c in enumerate(cells) if l > 0]
+    return VoxelModel(tuple(levels), grid.voxel_size)
+
+
+# ---------------------------------------------------------------------------------------
+# device operations on a PieceLevel
+
+
+def gather(level: PieceLevel, x: jax.Array) -> jax.Array:
+    """(n_nodes, 3) -> (n_cells, 24) corner values (grid order)."""
+    return x[level.corners].reshape(-1, 24)
+
+
+def scatter(level: PieceLevel, fe: jax.Array) -> jax.Array:
+    """(n_cells, 24) -> (n_nodes, 3), summed over shared nodes."""
+    return jnp.zeros((level.n_nodes, 3), fe.dtype).at[level.corners].add(fe.reshape(-1, 8, 3))
+
+
+def prolong(level: PieceLevel, xc: jax.Array) -> jax.Array:
+    """(level.n_nodes, 3) -> (n_finer_nodes, 3): trilinear on each copy."""
+    W = jnp.asarray(weight_table(), xc.dtype)[level.p_type]  # (n_f, 8)
+    out = W[:, 0:1] * xc[level.p_idx[:, 0]]
+    for b in range(1, 8):
+        out = out + W[:, b:b + 1] * xc[level.p_idx[:, b]]
+    return out
+
+
+def restrict(level: PieceLevel, r: jax.Array) -> jax.Array:
+    """(n_finer_nodes, 3) -> (level.n_nodes, 3): the exact transpose of :func:`prolong`."""
+    W = jnp.asarray(weight_table(), r.dtype)[level.p_type]
+    vals = (W[:, :, None] * r[:, None, :]).reshape(-1, 3)
+    return jnp.zeros((level.n_nodes, 3), r.dtype).at[level.p_idx.reshape(-1)].add(vals)
+
+
+def apply_chunked(level: PieceLevel, E: jax.Array, x: jax.Array, element_forces,
+                  chunk: int = 16384) -> jax.Array:
+    """Σ over cell chunks of scatter(element_forces(gather(x), E_chunk)) (cache-sized
+    temporaries on CPUs; the last chunk shifted back, its repeated cells given E = 0)."""
+    n = level.n_voxels
+    E = E.astype(x.dtype)
+    if n <= chunk:
+        return scatter(level, element_forces(gather(level, x), E))
+    n_chunks = -(-n // chunk)
+
+    def body(c, out):
+        start = jnp.minimum(c * chunk, n - chunk)
+        idx = lax.dynamic_slice_in_dim(level.corners, start, chunk)
+        e = lax.dynamic_slice_in_dim(E, start, chunk)
+        new = (start + jnp.arange(chunk)) >= c * chunk
+        e = jnp.where(new.reshape((chunk,) + (1,) * (e.ndim - 1)), e, 0)
+        fe = element_forces(x[idx].reshape(-1, 24), e)
+        return out.at[idx].add(fe.reshape(-1, 8, 3))
+
+    return lax.fori_loop(0, n_chunks, body, jnp.zeros((level.n_nodes, 3), x.dtype))
+
+
+def galerkin_listed(level: PieceLevel, child, P) -> jax.Array:
+    """(n_cells, 24, 24) Σ_children P_posᵀ K_child P_pos for listed (non-positional)
+    children; ``child``: (n_finer_cells, 24, 24) element matrices of the finer level."""
+    child = jnp.concatenate([child, jnp.zeros((1, 24, 24), child.dtype)])
+    P = P.astype(child.dtype)
+
+    def add(j, out):
+        rows = lax.dynamic_index_in_dim(level.children, j, axis=1, keepdims=False)
+        pos = lax.dynamic_index_in_dim(level.child_pos, j, axis=1, keepdims=False)
+        Pj = P[pos]
+        return out + jnp.einsum("nai,nab,nbj->nij", Pj, child[rows], Pj, precision=CONTRACTION)
+    return lax.fori_loop(0, level.children.shape[1], add,
+                         jnp.zeros((level.n_voxels, 24, 24), child.dtype))
