@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..remodel.patient import SEXES, Patient
 from ..remodel.treatments import DRUGS, Treatment
+from .ct_bone import CT_KEYS, ct_bone_mesh
 from .doses import check_dose
 from .model import BoneSpec, LoadCaseSpec, Scenario, StrengthSpec
 from .units import (DAYS_PER_YEAR, G, ScenarioError, closest, dose_unit_spelling, parse_dose,
@@ -48,7 +49,7 @@ KEYS = {
     "": ("name", "description", "protocols", "patient", "bone", "load_cases", "strength",
          "treatments", "lifestyle", "simulation", "arms", "validation"),
     "patient": tuple(PATIENT_KEYS),
-    "bone": ("mesh", "density_field", "law", "nu") + tuple(
+    "bone": ("mesh", "density_field", "law", "nu", *CT_KEYS) + tuple(
         f"{site}_{kind}" for site in ("femoral_neck", "total_hip", "lumbar_spine")
         for kind in ("abmd", "t_score")),
     "load_cases": ("case", "name", "weight", "magnitude"),
@@ -382,7 +383,14 @@ def _bone(doc: dict, ctx: _Ctx, base_dir: Path) -> tuple[BoneSpec, str | None]:
     _check_keys(t, KEYS["bone"], ctx, "bone")
     mesh = _str(t.get("mesh", DEFAULTS["bone.mesh"]), ctx, "bone.mesh")
     names = [s.name for s in SPECS]
-    if "/" in mesh or "\\" in mesh or mesh.lower().endswith(_MESH_SUFFIXES):
+    ct_keys = [k for k in CT_KEYS if k in t and k != "image"]
+    if "image" in t:                      # a clinical CT: its bone model is a mesh file
+        mesh, doc["bone"] = ct_bone_mesh(t, ctx, base_dir)
+        kind = None
+    elif ct_keys:
+        raise ctx.err(f"bone.{ct_keys[0]}", f"{ct_keys[0]} belongs to a CT bone; give the CT "
+                                            f"as [bone] image = \"scan.nii.gz\", or remove it")
+    elif "/" in mesh or "\\" in mesh or mesh.lower().endswith(_MESH_SUFFIXES):
         path = Path(mesh).expanduser()
         path = path if path.is_absolute() else (base_dir / path)
         if not path.is_file():

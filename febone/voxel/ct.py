@@ -50,7 +50,7 @@ from .grid import VoxelGrid, _as_voxel_size
 from .image import VoxelImage, _block_mean, is_image_path, largest_component, load_image
 
 __all__ = ["CTCalibration", "CTBone", "DENSITY_KINDS", "DEFAULT_THRESHOLD", "read_ct",
-           "ct_bone", "ct_bone_file", "QCT_TO_ASH", "ASH_TO_APPARENT"]
+           "ct_bone", "ct_bone_file", "synthetic_ct", "QCT_TO_ASH", "ASH_TO_APPARENT"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,20 @@ class CTCalibration:
         if self.kind == "qct":
             rho = QCT_TO_ASH[0] + QCT_TO_ASH[1] * rho
         return rho / ASH_TO_APPARENT
+
+    def calibrated(self, rho_app):
+        """The inverse of :meth:`apparent`: calibrated ρ (g/cm³, this kind) of ρ_app."""
+        rho = np.asarray(rho_app, dtype=np.float64)
+        if self.kind == "apparent":
+            return rho
+        rho = rho * ASH_TO_APPARENT
+        if self.kind == "qct":
+            rho = (rho - QCT_TO_ASH[0]) / QCT_TO_ASH[1]
+        return rho
+
+    def hu(self, rho):
+        """HU of calibrated densities ``rho`` (g/cm³): (ρ − A) / B."""
+        return (np.asarray(rho, dtype=np.float64) - self.intercept) / self.slope
 
 
 @dataclass(frozen=True)
@@ -283,6 +297,42 @@ def ct_bone(image, calibration: CTCalibration, *, threshold: float | None = DEFA
                   tuple(float(v) for v in h), n_comp, removed)
 
 
+def synthetic_ct(mesh: Mesh, calibration: CTCalibration, *, density: str = "density_g_cm3",
+                 pad: int = 3, soft_tissue_hu: float = 40.0, air_hu: float = -1000.0,
+                 dtype=np.int16) -> VoxelImage:
+    """The CT a scanner calibrated by ``calibration`` would take of a grid-aligned hex8 mesh's
+    density field (a phantom for checking the CT route against the mesh route).
+
+    Bone voxels get HU = (ρ − A)/B of their element's apparent density (converted to the
+    calibration's kind); ``pad`` voxels of soft tissue surround the bone's box, the outermost
+    layer air. Values are rounded to ``dtype`` (int16: 1 HU steps, as scanners store them).
+
+    Returns:
+        :class:`VoxelImage` (z, y, x) in HU with voxel size and world origin (voxel centre).
+    """
+    from .from_mesh import mesh_grid
+
+    lay = mesh_grid(mesh)
+    g = lay.grid
+    rho = np.asarray(mesh.cell_data[density], float).reshape(-1)
+    inner = np.zeros(g.mask.size)
+    inner[np.flatnonzero(g.mask.ravel())] = calibration.hu(
+        calibration.calibrated(np.asarray(lay.voxel_values(rho))))
+    hu = np.full(tuple(s + 2 * pad for s in g.shape), float(soft_tissue_hu))
+    box = tuple(slice(pad, pad + s) for s in g.shape)
+    hu[box] = np.where(g.mask, inner.reshape(g.shape), soft_tissue_hu)
+    if pad > 0:
+        for axis in range(3):
+            hu[(slice(None),) * axis + (0,)] = air_hu
+            hu[(slice(None),) * axis + (-1,)] = air_hu
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        hu = np.rint(hu)
+    h = np.asarray(g.voxel_size, float)[::-1]                    # (dx, dy, dz)
+    centre0 = np.asarray(lay.origin, float) - (pad - 0.5) * h
+    return VoxelImage(hu.astype(dtype), tuple(g.voxel_size), "synthetic CT",
+                      tuple(float(v) for v in centre0))
+
+
 def _digest(path: Path) -> str:
     """SHA-256 of a file, or of a folder's files (names and contents)."""
     sha = hashlib.sha256()
@@ -305,10 +355,15 @@ def cache_dir() -> Path:
 
 
 def ct_bone_file(path, calibration: CTCalibration, *, threshold: float | None = DEFAULT_THRESHOLD,
-                 resample: int = 1, mask=None, voxel_size=None, folder=None) -> Path:
+                 resample: int = 1, mask=None, voxel_size=None, folder=None, finish=None,
+                 finish_tag: str = "") -> Path:
     """The CT's bone model as a mesh file (VTU), built once and kept in ``folder``
     (default :func:`cache_dir`/ct) under a name fixed by the image's and the mask's contents
     and the options: the form a remodelling scenario's ``[bone]`` takes.
+
+    Args:
+        finish: Mesh → Mesh applied before writing (e.g. adding node-set masks), named by
+            ``finish_tag`` in the file's key.
 
     Returns:
         Path of ``ct_<hash>.vtu`` (hex8, mm; cell data as :attr:`CTBone.mesh`).
@@ -319,7 +374,7 @@ def ct_bone_file(path, calibration: CTCalibration, *, threshold: float | None = 
     key = {"image": _digest(path), "mask": None if mask is None else _digest(Path(mask)),
            "calibration": asdict(calibration), "threshold": threshold, "resample": resample,
            "voxel_size": None if voxel_size is None else list(_as_voxel_size(voxel_size)),
-           "version": 1}
+           "finish": finish_tag, "version": 1}
     name = "ct_" + hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20] + ".vtu"
     out = Path(folder) if folder is not None else cache_dir() / "ct"
     target = out / name
@@ -327,8 +382,9 @@ def ct_bone_file(path, calibration: CTCalibration, *, threshold: float | None = 
         return target
     bone = ct_bone(read_ct(path, voxel_size=voxel_size), calibration, threshold=threshold,
                    resample=resample, mask=mask)
+    mesh = bone.mesh if finish is None else finish(bone.mesh)
     tmp = out / f".{name}.{os.getpid()}.vtu"
-    write_mesh(tmp, bone.mesh)
+    write_mesh(tmp, mesh)
     os.replace(tmp, target)
     log.info("CT %s: bone model of %d voxels written to %s", path, bone.mesh.n_elements, target)
     return target
