@@ -282,7 +282,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         model = VoxelModel.create(grid, max_levels=1) if out is not None else None
     else:
         model = VoxelModel.create(grid, max_coarse_nodes=mg.max_coarse_nodes,
-                                  max_levels=mg.max_levels)
+                                  max_levels=mg.max_levels, coarse_space=mg.model_coarse_space)
         log.info("compress: %d bone voxels, %d dofs, %d levels, δ = %.4g mm along %s",
                  grid.n_voxels, model.n_dofs, len(model.levels), delta, axis)
         run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver,
