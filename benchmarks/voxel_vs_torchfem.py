@@ -14,6 +14,11 @@ torch-fem, compilation for febone, the solve and the reaction force.
     python benchmarks/voxel_vs_torchfem.py --resolutions 78 39 \\
         --solvers febone-mg febone-jacobi torchfem --blas-threads 1 --timeout 1800
 
+``febone-mg`` uses the default coarse levels of ``febone compress`` (one coarse unknown per
+connected piece of bone in each coarse cell, :mod:`febone.voxel.pieces`),
+``febone-mg-trilinear`` the structured trilinear ones; ``--rtol`` sets the febone rows'
+tolerance (1e-12 compares the two hierarchies' converged answers).
+
 ``--solvers febone-mg-warm`` adds a row with JAX's persistent compilation cache warm (an
 unrecorded first run fills a fresh cache directory); the cold ``febone-mg`` row is the
 headline. ``--blas-threads N`` sets OPENBLAS_NUM_THREADS for NumPy/SciPy (pyamg's set-up, dense
@@ -52,7 +57,8 @@ def rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def run_febone(seg, preconditioner: str, cache: str | None = None) -> dict:
+def run_febone(seg, preconditioner: str, cache: str | None = None,
+               coarse_space: str = "pieces", rtol: float = RTOL) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -63,14 +69,18 @@ def run_febone(seg, preconditioner: str, cache: str | None = None) -> dict:
     import numpy as np
 
     import febone as fb
-    from febone.voxel import (VoxelGrid, VoxelModel, VoxelPCG, compile_voxel_solve,
+    from febone.voxel import (Multigrid, VoxelGrid, VoxelModel, VoxelPCG, compile_voxel_solve,
                               voxel_reactions)
 
     base = rss()
     start = time.perf_counter()
     grid = VoxelGrid.create(seg.mask, seg.voxel_size)
-    solver = VoxelPCG(rtol=RTOL, preconditioner=preconditioner, max_iter=50_000)
-    model = VoxelModel.create(grid, max_coarse_nodes=solver.multigrid.max_coarse_nodes)
+    solver = VoxelPCG(rtol=rtol, preconditioner=preconditioner, max_iter=50_000,
+                      multigrid=Multigrid(coarse_space=coarse_space))
+    t0 = time.perf_counter()
+    model = VoxelModel.create(grid, max_coarse_nodes=solver.multigrid.max_coarse_nodes,
+                              coarse_space=solver.multigrid.model_coarse_space)
+    model_s = time.perf_counter() - t0  # index maps; the piece labelling of coarse_space='pieces'
     top, bottom = grid.plane_nodes("z", "max"), grid.plane_nodes("z", "min")
     delta = STRAIN * grid.shape[0] * grid.voxel_size[0]
     bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz").displace(top, z=-delta)
@@ -85,7 +95,7 @@ def run_febone(seg, preconditioner: str, cache: str | None = None) -> dict:
     wall = time.perf_counter() - start
     return {"reaction_force_N": force, "iterations": int(sol.stats.iterations),
             "residual": float(sol.stats.residual), "wall_seconds": wall,
-            "solve_seconds": solve_s, "compile_seconds": compile_s,
+            "solve_seconds": solve_s, "compile_seconds": compile_s, "model_seconds": model_s,
             "solver_memory_bytes": memory, "peak_rss_bytes": rss(),
             "rss_growth_bytes": rss() - base, "n_dofs": model.n_dofs,
             "levels": [lev.n_nodes for lev in model.levels]}
@@ -142,7 +152,8 @@ def child(args) -> None:
         out = run_torchfem(seg)
     else:
         out = run_febone(seg, "jacobi" if args.solver == "febone-jacobi" else "multigrid",
-                         cache=args.cache)
+                         cache=args.cache, rtol=args.rtol,
+                         coarse_space="trilinear" if "trilinear" in args.solver else "pieces")
     out.update(solver=args.solver, resolution_um=args.resolution, bone_voxels=int(seg.mask.sum()),
                bv_tv=float(seg.mask.mean()), threshold=seg.threshold)
     print("RESULT " + json.dumps(out), flush=True)
@@ -172,9 +183,9 @@ def machine() -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| resolution | solver | DOF | iterations | wall s | solve s | compile s | "
+    lines = ["| resolution | solver | DOF | iterations | wall s | solve s | compile s | model s | "
              "F (N) | rel. diff vs torch-fem | solver memory B/DOF | peak RSS MB | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ref = {(r["resolution_um"]): r["reaction_force_N"] for r in rows if r["solver"] == "torchfem"}
     for r in rows:
         f_ref = ref.get(r["resolution_um"])
@@ -184,7 +195,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['resolution_um']} µm | {r['solver']} | {r['n_dofs']:,} | {r['iterations']} | "
             f"{r['wall_seconds']:.1f} | {r['solve_seconds']:.1f} | "
-            f"{r.get('compile_seconds', float('nan')):.1f} | {r['reaction_force_N']:.6f} | {diff} | "
+            f"{r.get('compile_seconds', float('nan')):.1f} | "
+            f"{r.get('model_seconds', float('nan')):.2f} | {r['reaction_force_N']:.9f} | {diff} | "
             f"{per_dof} | "
             f"{r['peak_rss_bytes'] / 2**20:.0f} | "
             f"{r.get('load_before', float('nan')):.1f}→{r.get('load_after', float('nan')):.1f} |")
@@ -195,9 +207,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--resolutions", type=int, nargs="+", default=[78, 39], choices=sorted(FACTORS))
     p.add_argument("--solvers", nargs="+", default=["torchfem", "febone-mg", "febone-jacobi"],
-                   choices=["torchfem", "febone-mg", "febone-jacobi", "febone-mg-warm"],
-                   help="febone-mg-warm: febone-mg with JAX's persistent compilation cache, "
+                   choices=["torchfem", "febone-mg", "febone-jacobi", "febone-mg-warm",
+                            "febone-mg-trilinear", "febone-mg-trilinear-warm"],
+                   help="febone-mg: coarse levels per connected piece of bone (the default "
+                        "of febone compress); febone-mg-trilinear: the structured trilinear "
+                        "coarse levels; *-warm: with JAX's persistent compilation cache, "
                         "filled by an unrecorded first run in a fresh cache directory")
+    p.add_argument("--rtol", type=float, default=RTOL,
+                   help="CG tolerance of the febone rows (torch-fem keeps 1e-8)")
     p.add_argument("--json", type=Path, help="write all results and the machine here")
     p.add_argument("--blas-threads", type=int, default=None,
                    help="OPENBLAS_NUM_THREADS for NumPy/SciPy in the children")
@@ -216,11 +233,12 @@ def main() -> int:
     rows, timeouts = [], []
     for res in args.resolutions:
         for solver in args.solvers:
-            cmd = [sys.executable, __file__, "--child", "--solver", solver, "--resolution", str(res)]
+            cmd = [sys.executable, __file__, "--child", "--solver", solver, "--resolution", str(res),
+                   "--rtol", str(args.rtol)]
             env = dict(os.environ)
             if args.blas_threads is not None:
                 env["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
-            if solver == "febone-mg-warm":
+            if solver.endswith("-warm"):
                 cmd += ["--cache", tempfile.mkdtemp(prefix="febone-jax-cache-")]
                 print(f"filling the compilation cache for {res} µm ...", file=sys.stderr,
                       flush=True)

@@ -166,14 +166,12 @@ def test_weak_piece_solve_equals_trilinear_with_fewer_iterations():
         assert len(model.levels) >= 3
         bottom, top = grid.plane_nodes("z", "min"), grid.plane_nodes("z", "max")
         bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz").displace(top, z=-0.01)
-        for rtol in (1e-8, 1e-12):
-            sol = solve_voxel(model, E, bcs, nu=0.3, solver=VoxelPCG(rtol=rtol), grid=grid)
-            out[space, rtol] = (np.asarray(sol.u), int(sol.stats.iterations))
-    u_t, it_t = out["trilinear", 1e-12]
-    u_p, it_p = out["pieces", 1e-12]
+        sol = solve_voxel(model, E, bcs, nu=0.3, solver=VoxelPCG(rtol=1e-12), grid=grid)
+        out[space] = (np.asarray(sol.u), int(sol.stats.iterations))
+    (u_t, it_t), (u_p, it_p) = out["trilinear"], out["pieces"]
     np.testing.assert_allclose(u_p, u_t, rtol=0, atol=1e-8 * np.abs(u_t).max())
-    assert out["pieces", 1e-8][1] < out["trilinear", 1e-8][1]
-    assert it_p < it_t
+    # measured: 110 against 181 iterations to rtol 1e-12 (64 against 95 to 1e-8)
+    assert it_p < 0.8 * it_t
 
 
 def test_jit_per_voxel_moduli_and_gradient_match_trilinear():
