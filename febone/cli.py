@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "touches a device; also FEBONE_DISTRIBUTED=1. FEBONE_COORDINATOR_"
                              "ADDRESS, FEBONE_NUM_PROCESSES, FEBONE_PROCESS_ID are passed on "
                              "when set")
+    parser.add_argument("--no-compilation-cache", action="store_true",
+                        help="do not use JAX's persistent compilation cache (on by default in "
+                             "~/.cache/febone/jax; also FEBONE_NO_COMPILATION_CACHE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     # command's --precision says otherwise, deterministic GPU scatters unless --no-deterministic
     configure(getattr(args, "precision", "float64"),
               deterministic=getattr(args, "deterministic", True))
+    if not args.no_compilation_cache:  # a second run on same-shaped inputs skips compiling
+        from .compile_cache import enable_compilation_cache
+
+        enable_compilation_cache()
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

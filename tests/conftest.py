@@ -1,5 +1,6 @@
 """Test configuration: float64 and deterministic GPU scatters for the whole suite (the library
 never flips these itself; febone.precision.configure is the entry points' switch)."""
+import os
 from pathlib import Path
 
 import jax
@@ -8,6 +9,8 @@ import pytest
 from febone.precision import configure
 
 configure("float64", deterministic=True)
+# the CLI's persistent compilation cache stays off in tests run through febone.cli.main
+os.environ.setdefault("FEBONE_NO_COMPILATION_CACHE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
