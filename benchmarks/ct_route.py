@@ -26,23 +26,6 @@ A, B = -0.005, 0.0008      # g/cm³, g/cm³ per HU
 THRESHOLD = 0.035          # g/cm³: between soft tissue (40 HU: 0.027) and the least dense bone
 
 
-def write_nifti(path, image, flip_x=True):
-    import nibabel as nib
-    import numpy as np
-
-    xyz = np.transpose(image.data, (2, 1, 0))
-    dz, dy, dx = image.voxel_size
-    aff = np.diag([dx, dy, dz, 1.0])
-    aff[:3, 3] = image.origin
-    if flip_x:
-        xyz = xyz[::-1]
-        aff[0, 0] = -dx
-        aff[0, 3] = image.origin[0] + (xyz.shape[0] - 1) * dx
-    img = nib.Nifti1Image(xyz, aff)
-    img.header.set_xyzt_units("mm")
-    nib.save(img, path)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meshes", nargs="+", default=["femur_coarse_hex8", "femur_fine_hex8"])
@@ -57,7 +40,7 @@ def main() -> None:
     from febone.bones import bundled_path
     from febone.material.laws import density_law
     from febone.strength import CASES, strength
-    from febone.voxel.ct import CTCalibration, ct_bone, read_ct, synthetic_ct
+    from febone.voxel.ct import CTCalibration, ct_bone, read_ct, save_nifti, synthetic_ct
 
     law = density_law("morgan-femoral-neck")
     cal = CTCalibration(A, B)
@@ -71,7 +54,7 @@ def main() -> None:
         for name in args.meshes:
             mesh = fb.read_mesh(bundled_path(name))
             nii = Path(tmp) / f"{name}.nii.gz"
-            write_nifti(nii, synthetic_ct(mesh, cal))
+            save_nifti(synthetic_ct(mesh, cal), nii, flip_x=True)
             t = time.perf_counter()
             img = read_ct(nii)
             ct1 = ct_bone(img, cal, threshold=THRESHOLD)

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from febone.voxel.ct import (CTCalibration, ct_bone, read_ct, synthetic_ct, ASH_TO_APPARENT,
-                             QCT_TO_ASH)
+from febone.voxel.ct import (CTCalibration, ct_bone, read_ct, save_nifti, synthetic_ct,
+                             ASH_TO_APPARENT, QCT_TO_ASH)
 from febone.voxel.image import VoxelImage
 
-nib = pytest.importorskip("nibabel")
+pytest.importorskip("nibabel")   # NIfTI: the CT route's main format
 
 A, B = -0.005, 0.0008          # ρ = A + B·HU, g/cm³ (a plausible QCT phantom calibration)
 H = (1.5, 1.0, 0.5)            # (dz, dy, dx) mm: anisotropic, so axis mix-ups show
@@ -32,18 +32,7 @@ def phantom_hu():
 def write_nifti(path, hu_zyx, h=H, origin=ORIGIN, flip_x=False):
     """NIfTI of a (z, y, x) volume in RAS+ world mm; ``flip_x`` stores x reversed (an LAS
     file) with the affine that puts every voxel at the same place."""
-    xyz = np.transpose(hu_zyx, (2, 1, 0))
-    dz, dy, dx = h
-    aff = np.diag([dx, dy, dz, 1.0])
-    aff[:3, 3] = origin
-    if flip_x:
-        xyz = xyz[::-1]
-        aff[0, 0] = -dx
-        aff[0, 3] = origin[0] + (xyz.shape[0] - 1) * dx
-    img = nib.Nifti1Image(xyz, aff)
-    img.header.set_xyzt_units("mm")
-    nib.save(img, path)
-    return path
+    return save_nifti(VoxelImage(hu_zyx, tuple(h), "", tuple(origin)), path, flip_x=flip_x)
 
 
 def test_calibration_kinds_round_trip_and_refuse_bad_slopes():
@@ -276,9 +265,7 @@ def test_synthetic_ct_of_the_coarse_femur_matches_the_mesh_route(tmp_path):
 
     mesh = fb.read_mesh(bundled_path("femur_coarse_hex8"))
     cal = CTCalibration(A, B)
-    ct = synthetic_ct(mesh, cal)
-    h = ct.voxel_size
-    write_nifti(tmp_path / "femur.nii.gz", ct.data, h=h, origin=ct.origin, flip_x=True)
+    save_nifti(synthetic_ct(mesh, cal), tmp_path / "femur.nii.gz", flip_x=True)
     out = tmp_path / "ct.json"
     assert main(["strength", str(tmp_path / "femur.nii.gz"), "--calibration", str(A), str(B),
                  "--threshold", "0.035", "--case", "sideways-fall", "--law",

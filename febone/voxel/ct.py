@@ -50,7 +50,7 @@ from .grid import VoxelGrid, _as_voxel_size
 from .image import VoxelImage, _block_mean, is_image_path, largest_component, load_image
 
 __all__ = ["CTCalibration", "CTBone", "DENSITY_KINDS", "DEFAULT_THRESHOLD", "read_ct",
-           "ct_bone", "ct_bone_file", "synthetic_ct", "QCT_TO_ASH", "ASH_TO_APPARENT"]
+           "ct_bone", "ct_bone_file", "synthetic_ct", "save_nifti", "QCT_TO_ASH", "ASH_TO_APPARENT"]
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +331,27 @@ def synthetic_ct(mesh: Mesh, calibration: CTCalibration, *, density: str = "dens
     centre0 = np.asarray(lay.origin, float) - (pad - 0.5) * h
     return VoxelImage(hu.astype(dtype), tuple(g.voxel_size), "synthetic CT",
                       tuple(float(v) for v in centre0))
+
+
+def save_nifti(image: VoxelImage, path, *, flip_x: bool = False) -> Path:
+    """Write a (z, y, x) image with its voxel size and world origin as NIfTI (RAS+ affine,
+    mm); ``flip_x`` stores x reversed (an LAS file) with the affine that keeps every voxel in
+    place (to check that readers orient it back). Returns the path."""
+    import nibabel
+
+    xyz = np.transpose(np.asarray(image.data), (2, 1, 0))
+    dz, dy, dx = image.voxel_size
+    origin = np.zeros(3) if image.origin is None else np.asarray(image.origin, float)
+    affine = np.diag([dx, dy, dz, 1.0])
+    affine[:3, 3] = origin
+    if flip_x:
+        xyz = xyz[::-1]
+        affine[0, 0] = -dx
+        affine[0, 3] = origin[0] + (xyz.shape[0] - 1) * dx
+    img = nibabel.Nifti1Image(np.ascontiguousarray(xyz), affine)
+    img.header.set_xyzt_units("mm")
+    nibabel.save(img, path)
+    return Path(path)
 
 
 def _digest(path: Path) -> str:
