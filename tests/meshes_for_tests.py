@@ -255,3 +255,28 @@ def write_bar_bone(path):
         cell_data={"density_g_cm3": 0.3 + 0.9 * np.hypot(c[:, 0] - 6, c[:, 1] - 6) / 8.5,
                    "region_femoral_neck": neck, "region_shaft": 1 - neck}))
     return path
+
+
+def run_differences(ref: dict, other: dict) -> dict:
+    """Two runs' summaries (``ScenarioResult.summary()``) compared:
+    {"relative": largest relative difference of the stiffness, fracture loads, vBMD/aBMD,
+    markers and mean BV/TV; "change_pct": largest difference of a % change, in points}."""
+    rel, points = [0.0], [0.0]
+
+    def walk(a, b, key=""):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys()
+            for k in a:
+                walk(a[k], b[k], k)
+        elif isinstance(a, list):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                walk(x, y, key)
+        elif key.endswith("change_pct"):
+            points.append(abs(a - b))
+        elif key != "t_score":           # T = (aBMD − mean)/SD: aBMD's difference, rescaled
+            rel.append(abs(a - b) / abs(a))
+
+    for key in ("regions", "stiffness_N_per_mm", "fracture_load_N", "markers", "mean_bvtv"):
+        walk(ref[key], other[key], key)
+    return {"relative": max(rel), "change_pct": max(points)}

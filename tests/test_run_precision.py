@@ -33,7 +33,7 @@ from febone.remodel import run_scenario
 from febone.remodel.model import OUTCOME_SOLVER
 from febone.remodel.simulation import _with_precision, run_precision
 from febone.scenario import load_scenario
-from meshes_for_tests import BAR_LOADING, write_bar_bone
+from meshes_for_tests import BAR_LOADING, run_differences as _differences, write_bar_bone
 
 SCENARIO = """\
 name = "bar"
@@ -80,30 +80,6 @@ def runs(tmp_path_factory):
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     out["float32"], out["float32_dtype"] = child["summary"], child["dtype"]
     return out
-
-
-def _differences(ref: dict, other: dict) -> dict:
-    """{"relative": largest relative difference of the stiffness, fracture loads, vBMD/aBMD,
-    markers and mean BV/TV; "change_pct": largest difference of a % change, in points}."""
-    rel, points = [0.0], [0.0]
-
-    def walk(a, b, key=""):
-        if isinstance(a, dict):
-            assert a.keys() == b.keys()
-            for k in a:
-                walk(a[k], b[k], k)
-        elif isinstance(a, list):
-            assert len(a) == len(b)
-            for x, y in zip(a, b):
-                walk(x, y, key)
-        elif key.endswith("change_pct"):
-            points.append(abs(a - b))
-        elif key != "t_score":           # T = (aBMD − mean)/SD: aBMD's difference, rescaled
-            rel.append(abs(a - b) / abs(a))
-
-    for key in ("regions", "stiffness_N_per_mm", "fracture_load_N", "markers", "mean_bvtv"):
-        walk(ref[key], other[key], key)
-    return {"relative": max(rel), "change_pct": max(points)}
 
 
 @pytest.mark.slow

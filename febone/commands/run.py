@@ -7,6 +7,7 @@
     febone run scenario.toml --out results/ --resume   # continue an interrupted run
     febone run scenario.toml --devices 4         # the arms as one batch over 4 devices
     febone run --precision mixed                 # float32 FE iterations, float64 answers (GPUs)
+    febone run --solver unstructured             # the AMG path instead of the voxel engine
 
 Every output time reports regional vBMD, DXA-like aBMD and T-score, % change, CTX/P1NP-like
 markers relative to baseline, and stiffness and fracture load of the strength load cases.
@@ -60,7 +61,12 @@ def register(sub) -> None:
     again.add_argument("--overwrite", action="store_true",
                        help="replace the results of an earlier run in --out (only its files)")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"],
-                   help="CG preconditioner of the FE solves (default auto: AMG with pyamg)")
+                   help="CG preconditioner of the unstructured FE solves (default auto: AMG "
+                        "with pyamg)")
+    p.add_argument("--solver", default="auto", choices=["auto", "voxel", "unstructured"],
+                   help="FE engine of the loop (default auto: the matrix-free multigrid voxel "
+                        "engine for a grid-aligned hex8 bone, as the bundled ones, else the "
+                        "unstructured path)")
     p.add_argument("--devices", type=int, metavar="N",
                    help="step the arms that share bone, settings and duration as one batch "
                         "spread over N devices (at most jax.device_count(); the answers equal "
@@ -265,6 +271,7 @@ def run(args) -> int:
         progress = _Progress(on_output=None if folder is None else folder.update)
         result = run_scenario(sc, out_dir=args.out, resume=args.resume, progress=progress,
                               devices=args.devices, preconditioner=args.preconditioner,
+                              solver=getattr(args, "solver", "auto"),
                               precision=getattr(args, "precision", None))
         if lead:
             for name, res in result.arms.items():

@@ -43,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--step-days", type=int, dest="step_days",
                    help="override the mechanical step, days")
     p.add_argument("--preconditioner", default="auto", choices=["auto", "amg", "jacobi"])
+    p.add_argument("--solver", default="auto", choices=["auto", "voxel", "unstructured"],
+                   help="FE engine (default auto: the matrix-free multigrid voxel engine for a "
+                        "grid-aligned hex8 bone, as the bundled ones, else the unstructured path)")
     p.add_argument("--check", action="store_true",
                    help="also central finite differences (one step per parameter)")
     p.add_argument("--devices", type=int, metavar="N",
@@ -116,7 +119,7 @@ def _run(args) -> int:
                              "devices; add --check (the gradient itself is one reverse pass)")
         batch_devices(args.devices)     # fail before the set-up: N ≤ jax.device_count()
     kw = dict(step_days=args.step_days, preconditioner=args.preconditioner,
-              history_years=args.spinup, precision=getattr(args, "precision", "float64"))
+              solver=getattr(args, "solver", "auto"), history_years=args.spinup, precision=getattr(args, "precision", "float64"))
     if args.scenario is None:
         study = default_sensitivity_study(**({"years": args.years} if args.years else {}), **kw)
         label = "default study"

@@ -35,10 +35,14 @@ from ..mesh.nodesets import node_set
 from ..solve.linear import solve
 from ..solve.pcg import PCG
 from ..solve.relay import solve_relayed
+from ..voxel.solve import VoxelPCG
+from .voxel_case import (VoxelCase, pose_voxel_case, voxel_sed, voxel_solve, voxel_stiffness,
+                         voxel_von_mises)
 
 __all__ = ["HabitualLoad", "MechanicalStimulus", "PosedCase", "DEFAULT_HABITUAL", "build_stimulus",
-           "STIMULUS_QUANTITIES",
-           "pose_case", "case_stiffness", "habitual_sed", "habitual_sed_relayed", "lazy_zone"]
+           "STIMULUS_QUANTITIES", "ENGINES", "resolve_engine", "stimulus_engine",
+           "pose_case", "case_stiffness", "case_sed", "case_von_mises", "case_volumes",
+           "habitual_sed", "habitual_sed_relayed", "lazy_zone"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,10 @@ _G = 9.81  # m/s², body weight → N
 
 #: What the cells may sense (:class:`MechanicalStimulus` ``quantity``).
 STIMULUS_QUANTITIES = ("sed", "strain", "effective-strain")
+
+#: The FE engines of the loop's solves (:func:`resolve_engine`; ``RemodelSettings.solver``,
+#: ``febone run --solver``).
+ENGINES = ("auto", "voxel", "unstructured")
 
 
 @dataclass(frozen=True)
@@ -115,13 +123,16 @@ class MechanicalStimulus:
     """Everything the compiled habitual-SED evaluation needs (a pytree; topology on the host once).
 
     Attributes:
-        cases: one entry per habitual load case (posed model, unit-displacement BCs, AMG or
-            ``None``, loaded node ids, load axis and sign, weight, target force in N).
+        cases: one entry per habitual load case: a :class:`PosedCase` (unstructured path:
+            posed model, unit-displacement BCs, AMG or ``None``, loaded node ids, load axis and
+            sign, weight, target force in N) or a :class:`~.voxel_case.VoxelCase` (voxel
+            engine, the same in the grid's numbering).
         smooth_nodes: (n_elements, n_corners) corner-node ids for the element → node → element
             average, or ``None`` without smoothing.
         node_weight: (n_nodes,) Σ of the volumes of each node's elements (mm³), or ``None``.
         volumes: (n_elements,) element volumes, mm³.
-        solver: :class:`PCG` strategy of the solves.
+        solver: :class:`PCG` strategy of the solves (unstructured path), or
+            :class:`febone.voxel.VoxelPCG` (voxel engine: every case a ``VoxelCase``).
         quantity: ``"sed"`` (strain energy density Ψ, MPa), ``"strain"`` (SED/E = ε_eff²/2,
             the squared effective strain over two) or ``"effective-strain"`` (ε_eff =
             √(2·SED/E), the root mean square over the habitual cases, dimensionless). The two
@@ -136,7 +147,7 @@ class MechanicalStimulus:
     smooth_nodes: jax.Array | None
     node_weight: jax.Array | None
     volumes: jax.Array
-    solver: PCG = field(metadata=dict(static=True))
+    solver: PCG | VoxelPCG = field(metadata=dict(static=True))
     quantity: str = field(default="sed", metadata=dict(static=True))
 
 
@@ -149,8 +160,8 @@ for _cls in (PosedCase, MechanicalStimulus):
 
 def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL,
                    body_mass_kg: float = 70.0, smoothing: bool = True,
-                   preconditioner: str = "auto", solver: PCG | None = None,
-                   quantity: str = "sed") -> MechanicalStimulus:
+                   preconditioner: str = "auto", solver: PCG | VoxelPCG | None = None,
+                   quantity: str = "sed", engine: str = "unstructured") -> MechanicalStimulus:
     """Pose the bone for each habitual load case and build its solver data (host side, once).
 
     Args:
@@ -164,8 +175,12 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         quantity: the stimulus, one of :data:`STIMULUS_QUANTITIES` (see
             :class:`MechanicalStimulus`).
         preconditioner: ``"auto"``, ``"amg"`` or ``"jacobi"`` (see
-            :func:`febone.solve.amg.make_preconditioner`).
-        solver: :class:`PCG` settings (default rtol 1e-8).
+            :func:`febone.solve.amg.make_preconditioner`; the unstructured path's).
+        solver: :class:`PCG` settings (default rtol 1e-8); a :class:`febone.voxel.VoxelPCG`
+            asks for the voxel engine (default there ``VoxelPCG(rtol=1e-8)``; a ``PCG`` given
+            with the voxel engine passes its rtol, atol, iteration cap and mixed precision).
+        engine: ``"unstructured"`` (default), ``"voxel"`` or ``"auto"``
+            (:func:`resolve_engine`).
     """
     from ..strength.loadcases import CASES
 
@@ -185,12 +200,21 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
                          f"febone.remodel.mechanics.MechanicalStimulus)")
     if not (np.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ValueError(f"body_mass_kg must be positive; got {body_mass_kg}")
-    solver = solver or PCG(rtol=1e-8)
-    cases = [pose_case(mesh, CASES[h.case](**dict(h.options)), E0, nu=nu,
-                       preconditioner=preconditioner, weight=float(h.weight),
-                       force_N=h.magnitude_bw * body_mass_kg * _G, refreshable=True)
-             for h in habitual]
-    volumes = jnp.asarray(cases[0].model.volumes)
+    if isinstance(solver, VoxelPCG):
+        engine = "voxel"
+    engine, layout = resolve_engine(engine, mesh, preconditioner)
+    if layout is not None:
+        solver = _voxel_solver(solver or PCG(rtol=1e-8))
+        cases = [pose_voxel_case(mesh, layout, CASES[h.case](**dict(h.options)),
+                                 weight=float(h.weight),
+                                 force_N=h.magnitude_bw * body_mass_kg * _G) for h in habitual]
+    else:
+        solver = solver or PCG(rtol=1e-8)
+        cases = [pose_case(mesh, CASES[h.case](**dict(h.options)), E0, nu=nu,
+                           preconditioner=preconditioner, weight=float(h.weight),
+                           force_N=h.magnitude_bw * body_mass_kg * _G, refreshable=True)
+                 for h in habitual]
+    volumes = jnp.asarray(case_volumes(cases[0]))
     smooth_nodes = node_weight = None
     if smoothing:
         corners = np.asarray(mesh.cells[:, : mesh.element.n_corners])
@@ -198,6 +222,54 @@ def build_stimulus(mesh: Mesh, E0, *, nu: float = 0.3, habitual=DEFAULT_HABITUAL
         np.add.at(w, corners, np.asarray(volumes)[:, None])
         smooth_nodes, node_weight = jnp.asarray(corners), jnp.asarray(np.maximum(w, 1e-300))
     return MechanicalStimulus(tuple(cases), smooth_nodes, node_weight, volumes, solver, quantity)
+
+
+def resolve_engine(engine: str, mesh: Mesh, preconditioner="auto"):
+    """The engine of the loop's solves on ``mesh``: ``(name, layout)``.
+
+    ``"auto"`` takes the voxel engine when the mesh is grid-aligned hex8
+    (:func:`febone.voxel.from_mesh.mesh_grid`: the bundled bones are) and no unstructured
+    preconditioner is named, else the unstructured path; ``"voxel"`` insists; ``"unstructured"``
+    never uses the voxel engine (as :func:`febone.strength.engines.build_engine`).
+
+    Returns:
+        ``("voxel", MeshGrid)`` or ``("unstructured", None)``.
+
+    Raises:
+        ValueError: an unknown engine, or ``"voxel"`` with an unstructured preconditioner.
+        NotGridAligned: ``"voxel"`` on a mesh that is not grid-aligned hex8 (says why).
+    """
+    from ..voxel.from_mesh import NotGridAligned, mesh_grid
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown FE engine (solver) {engine!r}; use one of "
+                         f"{', '.join(map(repr, ENGINES))}")
+    named = not (isinstance(preconditioner, str) and preconditioner == "auto")
+    if engine == "voxel":
+        if named:
+            raise ValueError(f"the voxel engine preconditions with geometric multigrid; "
+                             f"preconditioner {preconditioner!r} belongs to the unstructured "
+                             f"path: drop it (preconditioner 'auto') or use solver "
+                             f"'unstructured'")
+        return "voxel", mesh_grid(mesh)
+    if engine == "auto" and not named:
+        try:
+            return "voxel", mesh_grid(mesh)
+        except NotGridAligned as err:
+            log.info("remodelling: unstructured path (%s)", err)
+    return "unstructured", None
+
+
+def _voxel_solver(solver) -> VoxelPCG:
+    if isinstance(solver, VoxelPCG):
+        return solver
+    return VoxelPCG(rtol=solver.rtol, atol=solver.atol, max_iter=solver.max_iter,
+                    mixed_precision=bool(getattr(solver, "mixed_precision", False)))
+
+
+def stimulus_engine(stim: MechanicalStimulus) -> str:
+    """``"voxel"`` or ``"unstructured"``: the engine of ``stim``'s solves."""
+    return "voxel" if isinstance(stim.solver, VoxelPCG) else "unstructured"
 
 
 def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
@@ -231,10 +303,42 @@ def pose_case(mesh: Mesh, case, E0, *, nu: float = 0.3, preconditioner="auto",
                      jnp.asarray(force_N))
 
 
-def case_stiffness(c: PosedCase, material: LinearElastic, u):
+def case_stiffness(c: PosedCase | VoxelCase, material: LinearElastic, u):
     """Measured force of ``c`` at its unit displacement, N/mm (the case's stiffness), from the
     solution ``u`` (n_nodes, 3) mm (traceable)."""
+    if isinstance(c, VoxelCase):
+        return voxel_stiffness(c, material.E, material.nu, u)
     return c.sign * reaction_forces(c.model, material, c.bcs, u)[c.loaded, c.axis].sum()
+
+
+def case_sed(c: PosedCase | VoxelCase, material: LinearElastic, u):
+    """(n_elements,) strain energy density of ``u`` (n_nodes, 3) mm, MPa (traceable)."""
+    if isinstance(c, VoxelCase):
+        return voxel_sed(c, material.E, material.nu, u)
+    return element_fields(c.model, material, u).sed
+
+
+def case_von_mises(c: PosedCase | VoxelCase, material: LinearElastic, u):
+    """(n_elements,) von Mises stress of ``u`` (n_nodes, 3) mm, MPa."""
+    if isinstance(c, VoxelCase):
+        return voxel_von_mises(c, material.E, material.nu, u)
+    return element_fields(c.model, material, u).von_mises
+
+
+def case_volumes(c: PosedCase | VoxelCase):
+    """(n_elements,) element volumes of ``c``'s bone, mm³."""
+    return c.volumes if isinstance(c, VoxelCase) else c.model.volumes
+
+
+def case_solve(c: PosedCase | VoxelCase, material: LinearElastic, u0, solver):
+    """Unit-displacement solution of ``c`` from the warm start ``u0`` (n_nodes, 3) mm:
+    ``(u, converged)`` (traceable; ``solver`` a :class:`PCG` or, for a voxel case, a
+    :class:`febone.voxel.VoxelPCG`)."""
+    if isinstance(c, VoxelCase):
+        return voxel_solve(c, material.E, material.nu, u0, _voxel_solver(solver))
+    sol = solve(c.model, material, c.bcs, solver=solver, preconditioner=c.preconditioner,
+                u0=u0, throw=False, check_supports=False)
+    return sol.u, sol.stats.converged
 
 
 def _smooth(stim: MechanicalStimulus, psi):
@@ -278,9 +382,7 @@ def habitual_sed(stim: MechanicalStimulus, E, nu, u_prev):
         unit displacement, N/mm (its stiffness); ok: bool scalar, every solve converged.
     """
     def solve_case(c, mat, u0, _):
-        sol = solve(c.model, mat, c.bcs, solver=stim.solver, preconditioner=c.preconditioner,
-                    u0=u0, throw=False, check_supports=False)
-        return sol.u, sol.stats.converged, None
+        return (*case_solve(c, mat, u0, stim.solver), None)
 
     return _habitual(stim, E, nu, u_prev, (None,) * len(stim.cases), solve_case)[:4]
 
@@ -288,12 +390,16 @@ def habitual_sed(stim: MechanicalStimulus, E, nu, u_prev):
 def habitual_sed_relayed(stim: MechanicalStimulus, E, nu, u_prev, relay):
     """:func:`habitual_sed` whose reverse pass warm-starts each adjoint solve from the next
     time step's (:func:`febone.solve.relay.solve_relayed`): carry ``relay`` (one (n_nodes, 3)
-    array per case, zeros at the start) from step to step. Reverse mode only.
+    array per case, zeros at the start) from step to step. Reverse mode only. A voxel case
+    solves as :func:`habitual_sed` does (its adjoint starts from the forward warm start) and
+    carries its relay unchanged.
 
     Returns:
         ``(psi, u, forces, ok, relay)``.
     """
     def solve_case(c, mat, u0, r):
+        if isinstance(c, VoxelCase):
+            return (*case_solve(c, mat, u0, stim.solver), r)
         return solve_relayed(c.model, mat, c.bcs, u0, r, solver=stim.solver,
                              preconditioner=c.preconditioner)
 
@@ -308,7 +414,7 @@ def _habitual(stim, E, nu, u_prev, relay, solve_case):
         u, converged, r = solve_case(c, mat, u0, r)
         k = case_stiffness(c, mat, u)                            # N per mm of displacement
         scale = c.force_N / k
-        sed = element_fields(c.model, mat, u).sed
+        sed = case_sed(c, mat, u)
         psi = psi + c.weight * scale ** 2 * (sed if stim.quantity == "sed" else sed / E)
         us.append(u)
         forces.append(k)

@@ -43,7 +43,7 @@ from ..solve.pcg import PCG
 from .cells import CellState, Drives, simulate, specific_surface, steady_state
 from .coupling import CouplingParameters, DailyInputs, daily_inputs
 from .hormones import hormone_series
-from .mechanics import (MechanicalStimulus, PosedCase, build_stimulus, case_stiffness,
+from .mechanics import (MechanicalStimulus, build_stimulus, case_stiffness,
                         habitual_sed, habitual_sed_relayed, lazy_zone)
 from .mineral import MineralState, init_mineral, mean_mineral_content, tissue_density
 from .parameters import CellParameters, MINERAL_MARTINEZ_REINA_2019, MineralParameters
@@ -217,7 +217,7 @@ def build_model(mesh: Mesh, settings: RemodelSettings, *, regions=None,
     stim = build_stimulus(mesh, np.asarray(law.modulus(rho0)), nu=settings.nu,
                           habitual=settings.habitual, body_mass_kg=settings.body_mass_kg,
                           smoothing=settings.smoothing, preconditioner=settings.preconditioner,
-                          quantity=settings.stimulus)
+                          quantity=settings.stimulus, engine=settings.solver)
     available = sorted(k[len("region_"):] for k in mesh.cell_data if k.startswith("region_"))
     names = tuple(available) if regions is None else tuple(regions)
     missing = [r for r in names if r not in available]
@@ -411,21 +411,23 @@ def markers(model: RemodelModel, state: BoneState, cp: CellParameters):
     return jnp.sum(w * cp.k_res * c.OCa), jnp.sum(w * cp.k_form * c.OBa)
 
 
-def strength_response(case: PosedCase, E, nu, u0=None):
-    """Solve the strength case at its unit displacement (:data:`OUTCOME_SOLVER`).
+def strength_response(case, E, nu, u0=None, solver=OUTCOME_SOLVER):
+    """Solve the strength case (a :class:`~.mechanics.PosedCase`, or a
+    :class:`~.voxel_case.VoxelCase` on the voxel engine) at its unit displacement
+    (:data:`OUTCOME_SOLVER`, or ``solver``).
 
     Returns:
         ``(stiffness N/mm, effective strain (n_elements,) per mm of displacement, u, ok)``.
     """
-    from ..fe.post import element_fields
     from ..material.elastic import LinearElastic
-    from ..solve.linear import solve
     from ..strength.criteria import effective_strain
+    from .mechanics import case_sed, case_solve
 
     mat = LinearElastic(E, jnp.asarray(nu, E.dtype))
-    sol = solve(case.model, mat, case.bcs, solver=OUTCOME_SOLVER,
-                preconditioner=case.preconditioner, u0=u0, throw=False, check_supports=False)
-    k = case_stiffness(case, mat, sol.u)
-    eff = effective_strain(element_fields(case.model, mat, sol.u).sed, E)
-    return k, eff, sol.u, sol.stats.converged & (k > 0)
+    if u0 is None:
+        u0 = jnp.zeros((case.bcs.n_nodes, 3), E.dtype)
+    u, converged = case_solve(case, mat, u0, solver)
+    k = case_stiffness(case, mat, u)
+    eff = effective_strain(case_sed(case, mat, u), E)
+    return k, eff, u, converged & (k > 0)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .hormones import YEAR_DAYS
-from .mechanics import DEFAULT_HABITUAL, HabitualLoad
+from .mechanics import DEFAULT_HABITUAL, ENGINES, HabitualLoad
 from .parameters import (CellParameters, MINERAL_MARTINEZ_REINA_2019, MineralParameters,
                          SITE_CELL_PARAMETERS)
 
@@ -74,7 +74,13 @@ class RemodelSettings:
             ``"effective-strain"`` (default; ε_eff = √(2·SED/E), whose feedback under a fixed
             force is that of the FE-free calibration's closure), ``"strain"`` (SED/E = ε_eff²/2,
             twice that feedback) or ``"sed"``.
-        preconditioner: CG preconditioner of the FE solves (``auto`` = AMG with pyamg).
+        preconditioner: CG preconditioner of the unstructured FE solves (``auto`` = AMG with
+            pyamg).
+        solver: the FE engine of the habitual and strength solves
+            (:func:`~.mechanics.resolve_engine`): ``"auto"`` (default: the matrix-free
+            multigrid voxel engine for a grid-aligned hex8 bone, as the bundled bones are, when
+            no unstructured ``preconditioner`` is named; else the unstructured path),
+            ``"voxel"`` or ``"unstructured"``. Both give the same answers to the CG tolerance.
     """
 
     habitual: tuple = DEFAULT_HABITUAL
@@ -94,8 +100,12 @@ class RemodelSettings:
     lazy_zone: float = 0.02
     stimulus: str = "effective-strain"
     preconditioner: str = "auto"
+    solver: str = "auto"
 
     def __post_init__(self):
+        if self.solver not in ENGINES:
+            raise ValueError(f"unknown solver {self.solver!r}; use one of "
+                             f"{', '.join(map(repr, ENGINES))} (the FE engine of the loop)")
         if not (np.isfinite(self.lazy_zone) and 0 <= self.lazy_zone < 1):
             raise ValueError(f"lazy_zone must be a fraction in [0, 1); got {self.lazy_zone}")
         for name in ("steps_per_year", "spinup_steps_per_year"):
@@ -132,7 +142,7 @@ class RemodelSettings:
                 "mineralisation": self.mineral_params is not None,
                 "cell_rtol": self.cell_rtol, "smoothing": self.smoothing,
                 "lazy_zone": self.lazy_zone, "stimulus": self.stimulus,
-                "preconditioner": self.preconditioner}
+                "preconditioner": self.preconditioner, "solver": self.solver}
 
 
 #: The settings a differentiable study changes (``RemodelSettings`` field: (value, why)); the

@@ -14,10 +14,13 @@ baseline), and stiffness and fracture load of the strength load cases
 every output (the checkpoint first, so the jsonl never runs ahead of it), and an interrupted run
 resumes (``resume=True``) to the same numbers.
 
-Host-only work, which changes no answer beyond the CG tolerance: the habitual cases' AMG
-hierarchies are refreshed for the current moduli at every output (``refresh_preconditioners``:
-pyamg's aggregation kept, the Galerkin products, smoother bounds and coarse inverse recomputed
-on the device, :func:`febone.solve.amg_refresh.refresh_on_device`).
+Host-only work, which changes no answer beyond the CG tolerance: on the unstructured path the
+habitual cases' AMG hierarchies are refreshed for the current moduli at every output
+(``refresh_preconditioners``: pyamg's aggregation kept, the Galerkin products, smoother bounds
+and coarse inverse recomputed on the device, :func:`febone.solve.amg_refresh.refresh_on_device`).
+On the voxel engine (``RemodelSettings.solver``, the default for grid-aligned hex8 bones) there
+is none: every solve sets its geometric multigrid up from the current moduli on the device
+(:mod:`.voxel_case`), and the outputs' strength analyses run on the voxel engine too.
 
 Between outputs the host only dispatches steps: the daily inputs, the model and the physics are
 put on the device once, each step reads its days there (no host-to-device transfer), and its
@@ -45,6 +48,7 @@ from ..precision import PrecisionMode, precision_mode
 from .cells import CellModelError, Drives
 from .model import (COMPARTMENTS, OUTCOME_SOLVER, BoneState, apparent_density, build_model, initial_state,
                     markers, physics, regional_vbmd, step)
+from .mechanics import _voxel_solver, case_von_mises, stimulus_engine
 from .settings import RemodelSettings, calendar
 
 __all__ = ["RemodelResult", "remodel", "scaled_density", "run_precision", "RUN_PRECISIONS"]
@@ -176,7 +180,10 @@ class _Outputs:
         from ..strength.loadcases import CASES
 
         self.mesh, self.model, self.settings, self.solver = mesh, model, settings, solver
-        self._strength, self._dxa = cache.setdefault("strength", {}), cache.setdefault("dxa", {})
+        # the strength solves of the outputs on the engine of the habitual ones
+        self.voxel = stimulus_engine(model.stim) == "voxel"
+        self._strength = cache.setdefault("strength-voxel" if self.voxel else "strength", {})
+        self._dxa = cache.setdefault("dxa", {})
         self.strength_warm = {}      # {strength case: last solution}: next output's warm start
         h0 = settings.habitual[0]
         case0, self.side = CASES[h0.case](**dict(h0.options)).sided(mesh)  # mirrored if left
@@ -187,16 +194,15 @@ class _Outputs:
     def fields(self, state: BoneState, phys) -> dict:
         """Density and BV/TV (n_elements,), and displacement (n_nodes, 3) mm and von Mises
         stress (n_elements,) MPa of the first habitual case at its target force (mesh frame)."""
-        from ..fe.post import element_fields
         from ..material.elastic import LinearElastic
 
         rho, _, E, *_ = _measures(self.model, phys, state)
         c = self.model.stim.cases[0]
         u_case = state.u[0] * (c.force_N / state.stiffness[0])
-        vm = element_fields(c.model, LinearElastic(E, jnp.asarray(self.settings.nu)), u_case)
+        vm = case_von_mises(c, LinearElastic(E, jnp.asarray(self.settings.nu, E.dtype)), u_case)
         return {"density": np.asarray(rho), "bvtv": np.asarray(state.cells.f_bm),
                 "displacement": np.asarray(u_case) @ self.pose0,
-                "von_mises": np.asarray(vm.von_mises)}
+                "von_mises": np.asarray(vm)}
 
     def _dxa_scan(self, region: str):
         """The DXA geometry of ``region``, projected once per bone (hip scans rotated)."""
@@ -226,6 +232,9 @@ class _Outputs:
             from ..strength.geometry import resolve_node_sets
 
             case = CASES[name]()            # strength() mirrors it for a left femur itself
+            if self.voxel:                  # the voxel engine: nothing to build on the host
+                self._strength[name] = (case, "auto")
+                return self._strength[name]
             with_sets = resolve_node_sets(self.mesh, case)[0]
             posed = case.sided(with_sets)[0].posed(with_sets)
             E0 = np.asarray(density_law(self.settings.law).modulus(self.model.rho0))
@@ -261,7 +270,7 @@ class _Outputs:
             case, pre = self._strength_case(name)
             res = strength(self.mesh, case, E, nu=s.nu, methods=tuple(s.strength_methods),
                            density=rho, preconditioner=pre, u0=self.strength_warm.get(name),
-                           solver=self.solver)
+                           solver=_voxel_solver(self.solver) if self.voxel else self.solver)
             self.strength_warm[name] = jnp.asarray(res.u)
             stiffness[name] = res.stiffness_N_per_mm
             loads[name] = dict(res.fracture_load_N)
@@ -299,6 +308,8 @@ def refresh_preconditioners(model, state: BoneState, phys, settings: RemodelSett
     from ..material.elastic import LinearElastic
     from ..solve.amg_refresh import refresh
 
+    if stimulus_engine(model.stim) == "voxel":      # set up inside every solve already
+        return model
     mat = LinearElastic(_measures(model, phys, state)[2], phys.nu)
     cases = tuple(replace(c, preconditioner=refresh(c.preconditioner, c.model, mat, c.bcs))
                   if getattr(c.preconditioner, "refresh", None) is not None else c

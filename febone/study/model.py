@@ -40,7 +40,8 @@ import numpy as np
 from ..mesh.mesh import Mesh
 from ..precision import precision_mode
 from ..remodel.coupling import FE_COUPLING, CouplingParameters
-from ..remodel.mechanics import PosedCase, pose_case
+from ..remodel.mechanics import PosedCase, case_volumes, pose_case, resolve_engine
+from ..remodel.voxel_case import pose_voxel_case
 from ..remodel.model import (CellIntegration, RemodelModel, build_model, daily_table,
                              initial_state, moduli, physics, regional_vbmd, step,
                              strength_response)
@@ -293,8 +294,12 @@ def build_study(mesh: Mesh, patient: Patient, treatments=(), *, years: float,
         model = replace(model, stim=replace(model.stim, solver=replace(model.stim.solver,
                                                                        mixed_precision=True)))
     E0 = np.asarray(physics(s).law.modulus(model.rho0))
-    strength = pose_case(mesh, CASES[settings.strength_case](), E0, nu=s.nu,
-                         preconditioner=s.preconditioner)
+    _, layout = resolve_engine(s.solver, mesh, s.preconditioner)
+    if layout is not None:          # the strength outcome on the habitual cases' engine
+        strength = pose_voxel_case(mesh, layout, CASES[settings.strength_case]())
+    else:
+        strength = pose_case(mesh, CASES[settings.strength_case](), E0, nu=s.nu,
+                             preconditioner=s.preconditioner)
     log.info("study: %d elements, %d steps (%d days, %.2f years) after %.2f years of history",
              mesh.n_elements, n_steps, days[-1] - days[n_hist],
              (days[-1] - days[n_hist]) / DAYS_PER_YEAR, history)
@@ -310,7 +315,7 @@ def _strength_outcome(study: Study, E, nu):
 
     st = study.settings
     k, eff, _, ok = strength_response(study.strength, E, nu)
-    vol = study.strength.model.volumes
+    vol = case_volumes(study.strength)
     load = lambda smooth: failure_load(k, eff, vol, st.critical_strain, st.fraction,
                                        smooth=smooth, tau=st.tau)
     return load(True), load(False), k, ok

@@ -24,7 +24,8 @@ DEFAULT_YEARS = 1.0
 
 def study_from_scenario(scenario, *, years: float | None = None, step_days: int | None = None,
                         strength_case: str | None = None, preconditioner: str = "auto",
-                        treatments=None, history_years: float | None = None, **settings):
+                        treatments=None, history_years: float | None = None,
+                        solver: str = "auto", **settings):
     """Build the study of a scenario (one arm): the bone, habitual loading, patient, treatments,
     duration and mechanical steps of the scenario, translated into settings exactly as
     ``febone run`` translates them (:func:`febone.remodel.settings.settings_for`), with the
@@ -37,7 +38,9 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
             ``mechanical_step``: steps per year = round(365.25 / step_days)).
         strength_case: load case of the fracture-load outcome (default ``sideways-fall`` when the
             scenario's strength cases have it, else their first).
-        preconditioner: CG preconditioner (``auto``/``amg``/``jacobi``).
+        preconditioner: CG preconditioner of the unstructured path (``auto``/``amg``/``jacobi``).
+        solver: FE engine (``auto``/``voxel``/``unstructured``; :attr:`RemodelSettings.solver`):
+            auto solves a grid-aligned hex8 bone on the matrix-free multigrid voxel engine.
         treatments: override of the scenario's treatments (e.g. ``()`` for the untreated arm).
         history_years: override of the replayed history, years (default the scenario's
             ``spinup``, else :func:`febone.remodel.history.spinup_years`, as ``febone run``).
@@ -63,7 +66,7 @@ def study_from_scenario(scenario, *, years: float | None = None, step_days: int 
         if not cases:
             raise ValueError("the scenario has no [strength] cases; give strength_case")
         strength_case = "sideways-fall" if "sideways-fall" in cases else cases[0]
-    rs = settings_for(scenario, preconditioner=preconditioner,
+    rs = settings_for(scenario, preconditioner=preconditioner, solver=solver,
                       **{k: v for k, (v, _) in STUDY_DIFFERENCES.items()})
     st = StudySettings(remodel=rs, strength_case=strength_case, **settings)
     tr = scenario.treatments if treatments is None else tuple(treatments)
