@@ -191,6 +191,14 @@ def test_bad_input_names_the_fault(tmp_path):
     # a given mask replaces the threshold: here all bone above 100 HU, island dropped
     bone = ct_bone(img, cal, mask=hu > 100)
     assert bone.threshold is None and bone.mesh.n_elements == 4 * 3 * 6 + 2 * 1 * 2
+    mask_file = write_nifti(tmp_path / "m.nii.gz", (hu > 100).astype(np.uint8), flip_x=True)
+    _same_model(ct_bone(img, cal, mask=mask_file), bone)
+    moved = write_nifti(tmp_path / "n.nii.gz", (hu > 100).astype(np.uint8), origin=(0, 0, 0))
+    with pytest.raises(ValueError, match="give a mask on the CT's grid"):
+        ct_bone(img, cal, mask=moved)
+    with pytest.raises(ValueError, match="a boolean image is a mask"):
+        np.save(tmp_path / "b.npy", hu > 100)
+        read_ct(tmp_path / "b.npy", voxel_size=1.0)
 
 
 def test_cli_refuses_mixed_inputs(tmp_path, capsys):
@@ -205,7 +213,9 @@ def test_cli_refuses_mixed_inputs(tmp_path, capsys):
              (["strength", "femur_coarse_hex8.vtu", "--case", "stance", "--calibration", "0",
                "0.001", "--E", "1"], "belong to a CT image"),
              (base + ["--calibration", "0", "0.0008", "--law", "morgan-femoral-neck",
-                      "--threshold", "9"], "no voxel's density exceeds")]
+                      "--threshold", "9"], "no voxel's density exceeds"),
+             (base + ["--calibration", "0", "0.0008", "--law", "morgan-femoral-neck",
+                      "--threshold", "0.3", "--mask", path], "not both")]
     for argv, message in cases:
         assert main(argv) != 0
         assert message in capsys.readouterr().err

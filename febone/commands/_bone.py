@@ -84,6 +84,8 @@ def ct_bone_from_args(args):
                          f"{len(voxel_size)}")
     image = read_ct(path, voxel_size=None if voxel_size is None else
                     (voxel_size[0] if len(voxel_size) == 1 else voxel_size))
+    if args.mask is not None and args.threshold is not None:
+        raise ValueError("give --threshold or --mask, not both: a mask replaces the threshold")
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     bone = ct_bone(image, calibration, threshold=threshold, resample=args.resample,
                    mask=args.mask)

@@ -135,6 +135,9 @@ def ct_bone_mesh(t: dict, ctx, base_dir: Path) -> tuple[str, dict]:
         raise ctx.err("bone.resample", f"must be a positive integer factor (2 doubles the voxel "
                                        f"size); got {resample!r}")
     mask = None if "mask" not in t else _path(t["mask"], ctx, "bone.mask", base_dir)
+    if mask is not None and "threshold" in t:
+        raise ctx.err("bone.threshold", "give threshold or mask, not both: a mask replaces the "
+                                        "threshold")
     size = t.get("voxel_size_mm")
     if size is not None:
         ok = isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0

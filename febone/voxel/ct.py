@@ -165,7 +165,7 @@ class CTBone:
 
 
 def read_ct(path, *, voxel_size=None) -> VoxelImage:
-    """A CT in RAS+ axes, values in HU (float64).
+    """A CT in RAS+ axes, values in HU (the file's dtype; DICOM float32).
 
     Args:
         path: ``.nii``/``.nii.gz``, a folder holding one DICOM series, ``.tif``/``.tiff``
@@ -181,6 +181,9 @@ def read_ct(path, *, voxel_size=None) -> VoxelImage:
         raise ValueError(f"{path}: not a CT image; give a .nii/.nii.gz file, a folder holding "
                          f"one DICOM series, or a .tif/.tiff stack (with its voxel size)")
     img = load_image(path, canonical=True)
+    if img.data.dtype == bool:
+        raise ValueError(f"{path}: a boolean image is a mask, not a CT in HU; give the CT, and "
+                         f"this file as its mask (CLI: --mask; scenario: [bone] mask)")
     size = img.voxel_size
     if voxel_size is not None:
         given = _as_voxel_size(voxel_size)
@@ -192,8 +195,7 @@ def read_ct(path, *, voxel_size=None) -> VoxelImage:
         raise ValueError(f"{path}: the file holds no voxel size; give it in mm (CLI: "
                          f"--voxel-size DZ DY DX, or one value for cubic voxels; scenario: "
                          f"[bone] voxel_size_mm)")
-    return VoxelImage(np.asarray(img.data, dtype=np.float64), tuple(size), img.source,
-                      img.origin)
+    return VoxelImage(img.data, tuple(size), img.source, img.origin)
 
 
 def _mask_of(mask, image: VoxelImage) -> np.ndarray:
