@@ -289,3 +289,28 @@ def test_synthetic_ct_of_the_coarse_femur_matches_the_mesh_route(tmp_path):
     k = got["stiffness_N_per_mm"] / ref.stiffness_N_per_mm - 1
     f = got["fracture_load_N"]["pistoia"] / ref.fracture_load_N["pistoia"] - 1
     assert abs(k) < 1e-3 and abs(f) < 1e-3, (k, f)       # the issue asks 1 %
+
+
+def test_a_femur_ct_is_a_scenario_bone_the_runner_takes(tmp_path, monkeypatch):
+    """The bone model of a femur CT carries the node-set masks the scenario's load cases need
+    (found from the geometry), so ``febone run``'s file checks pass and its densities are the
+    CT's: the mesh the remodelling runner reads."""
+    import febone as fb
+    from febone.bones import bundled_path
+    from febone.commands._bone import check_bone_files
+    from febone.scenario import load_scenario
+
+    monkeypatch.setenv("FEBONE_CACHE", str(tmp_path / "cache"))
+    mesh = fb.read_mesh(bundled_path("femur_coarse_hex8"))
+    save_nifti(synthetic_ct(mesh, CTCalibration(A, B)), tmp_path / "hip.nii.gz")
+    (tmp_path / "s.toml").write_text(
+        f"[patient]\nage = 60\n[bone]\nimage = \"hip.nii.gz\"\ncalibration = [{A}, {B}]\n"
+        f"threshold = 0.035\n")
+    sc = load_scenario(tmp_path / "s.toml")
+    check_bone_files(sc)                    # raises when a load case's node set is missing
+    bone = fb.read_mesh(sc.bone.path())
+    assert {"head_contact", "head_medial", "trochanter_lateral", "distal_cut"} <= set(bone.point_data)
+    assert bone.n_elements == mesh.n_elements
+    rho = np.sort(np.asarray(bone.cell_data["density_g_cm3"]).ravel())
+    ref = np.sort(np.asarray(mesh.cell_data["density_g_cm3"]).ravel())
+    assert np.abs(rho - ref).max() <= 0.5 * B + 1e-12      # int16 HU: half a step
