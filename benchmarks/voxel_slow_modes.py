@@ -16,7 +16,9 @@ bottom clamped, E = 18 GPa, ν = 0.3), this script
    iteration counts mean anything, not the times.
 
 Run from the repository root: ``python benchmarks/voxel_slow_modes.py --resolution 39``
-(about 4 minutes on 2 cores). Results: ``benchmarks/RESULTS_voxel.md``.
+(about 4 minutes on 2 cores). ``--coarse-space trilinear`` analyses the structured trilinear
+hierarchy (the default before the connectivity-following coarse levels of
+:mod:`febone.voxel.pieces`), ``pieces`` (default) the current one. Results: ``benchmarks/RESULTS_voxel.md``.
 """
 from __future__ import annotations
 
@@ -65,6 +67,9 @@ def main() -> int:
     p.add_argument("--resolution", type=int, default=39, choices=[156, 78, 39])
     p.add_argument("--cap", type=int, nargs="+", default=[10**9, 1000],
                    help="largest piece (dofs) given an exact local solve; one run per value")
+    p.add_argument("--coarse-space", choices=["pieces", "trilinear"], default="pieces",
+                   help="multigrid coarse levels: per connected piece of bone (the default of "
+                        "febone compress) or structured trilinear")
     args = p.parse_args()
 
     import jax
@@ -76,15 +81,17 @@ def main() -> int:
     import febone as fb
     import voxel_vs_torchfem as bench
     from febone.solve.pcg import pcg
-    from febone.voxel import VoxelGrid, VoxelModel, VoxelPCG
+    from febone.voxel import Multigrid, VoxelGrid, VoxelModel, VoxelPCG
     from febone.voxel.grid import GRID_TO_VTK
     from febone.voxel.operator import apply_stiffness, element_energy, element_stiffness
     from febone.voxel.solve import _preconditioner
 
     seg = bench.specimen(args.resolution)
     grid = VoxelGrid.create(seg.mask, seg.voxel_size)
-    strategy = VoxelPCG()  # the default multigrid preconditioner of febone compress
-    model = VoxelModel.create(grid, max_coarse_nodes=strategy.multigrid.max_coarse_nodes)
+    # the default multigrid preconditioner of febone compress, with the chosen coarse space
+    strategy = VoxelPCG(multigrid=Multigrid(coarse_space=args.coarse_space))
+    model = VoxelModel.create(grid, max_coarse_nodes=strategy.multigrid.max_coarse_nodes,
+                              coarse_space=args.coarse_space)
     top, bottom = grid.plane_nodes("z", "max"), grid.plane_nodes("z", "min")
     delta = bench.STRAIN * grid.shape[0] * grid.voxel_size[0]
     bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz").displace(top, z=-delta)
@@ -106,7 +113,8 @@ def main() -> int:
         serves every call) preconditioned by the solver's own multigrid cycle, followed by
         the host-side local solves when given."""
         def run(rtol, max_iter):
-            cycle = _preconditioner(model, E, bench.NU, bcs.fixed, strategy, E.dtype, Ke)
+            cycle = _preconditioner(model, E, bench.NU, bcs.fixed, strategy, E.dtype, Ke,
+                                    E.dtype)
 
             def precondition(r):
                 z = cycle(r)
@@ -122,7 +130,8 @@ def main() -> int:
 
     solve = solver()
 
-    print(f"{args.resolution} µm: {grid.n_voxels:,} voxels, {model.n_dofs:,} DOF", flush=True)
+    print(f"{args.resolution} µm: {grid.n_voxels:,} voxels, {model.n_dofs:,} DOF, coarse space "
+          f"{args.coarse_space} (level nodes {[lev.n_nodes for lev in model.levels]})", flush=True)
     reference, info = solve(1e-11, 5000)
     print(f"reference solve: {int(info.iterations)} iterations, relative residual "
           f"{float(info.residual):.1e}", flush=True)

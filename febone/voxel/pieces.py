@@ -259,13 +259,14 @@ class PieceLevel:
             level's cell count where unused; k = 8 and column = position when
             ``positional``.
         child_pos: (n_cells, k) int32 position 0..7 (grid order) of each child.
-        p_idx: (n_finer_nodes, 8) int32 coarse nodes each finer node interpolates from.
+        p_idx: (8, n_finer_nodes) int32 coarse nodes each finer node interpolates from
+            (index tables are stored index-major: one contiguous row per gather).
         p_type: (n_finer_nodes,) int32 weight pattern (row of :func:`weight_table`).
-        r_node: (n_nodes, m) int32 finer nodes restricted onto each node (n_finer_nodes
+        r_node: (m, n_nodes) int32 finer nodes restricted onto each node (n_finer_nodes
             where unused: a zero row), the restriction as a gather (XLA's scatter-add is slow
             on CPUs).
-        r_code: (n_nodes, m) uint8 their weights' codes τ·8 + b in :func:`weight_table`.
-        incidence: (n_nodes, m') int32 entries q·8 + a of ``corners`` naming each node.
+        r_code: (m, n_nodes) uint8 their weights' codes τ·8 + b in :func:`weight_table`.
+        incidence: (m', n_nodes) int32 entries q·8 + a of ``corners`` naming each node.
         n_nodes_: number of nodes (static).
         shape: (nz, ny, nx) of the level's grid (static).
         scale: cell size relative to level 0 (static).
@@ -303,10 +304,10 @@ class PieceLevel:
             (cells.child_pos == np.arange(8)[None]).all())
         i32 = jnp.int32
         return cls(jnp.asarray(cells.corners, i32), jnp.asarray(cells.children, i32),
-                   jnp.asarray(cells.child_pos, i32), jnp.asarray(cells.p_idx, i32),
-                   jnp.asarray(cells.p_type, i32), jnp.asarray(cells.r_idx // 8, i32),
-                   jnp.asarray(_codes(cells), jnp.uint8),
-                   jnp.asarray(cells.incidence, i32), int(cells.n_nodes), tuple(cells.shape),
+                   jnp.asarray(cells.child_pos, i32), jnp.asarray(cells.p_idx.T, i32),
+                   jnp.asarray(cells.p_type, i32), jnp.asarray(cells.r_idx.T // 8, i32),
+                   jnp.asarray(_codes(cells).T, jnp.uint8),
+                   jnp.asarray(cells.incidence.T, i32), int(cells.n_nodes), tuple(cells.shape),
                    float(scale), positional)
 
 
@@ -353,32 +354,30 @@ def scatter(level: PieceLevel, fe: jax.Array) -> jax.Array:
     return _sum_rows(f, level.incidence)
 
 
-def _sum_rows(f: jax.Array, idx: jax.Array) -> jax.Array:
-    """Σ_j f[idx[:, j]]: (rows, 3) from a (m, 3) table and (n, k) indices, one column at a
-    time (no (n, k, 3) temporary)."""
-    out = f[idx[:, 0]]
-    for j in range(1, idx.shape[1]):
-        out = out + f[idx[:, j]]
-    return out
+def _sum_rows(f: jax.Array, idx: jax.Array, w: jax.Array | None = None) -> jax.Array:
+    """Σ_j w[j] f[idx[j]]: (n, 3) from a (m, 3) table, (k, n) indices and optional (k, n)
+    weights, one index row per step of a ``fori_loop``: one gather in the compiled program
+    (few kernels, quick compilation) and no (n, k, 3) temporary. Measured on the 39 µm LHDL
+    level 0→1 restriction: a (n, k, 3) gather fused into its sum ran 3-20× slower."""
+    def step(j, out):
+        rows = f[lax.dynamic_index_in_dim(idx, j, keepdims=False)]
+        if w is None:
+            return out + rows
+        return out + lax.dynamic_index_in_dim(w, j, keepdims=False)[:, None] * rows
+    return lax.fori_loop(0, idx.shape[0], step, jnp.zeros((idx.shape[1], 3), f.dtype))
 
 
 def prolong(level: PieceLevel, xc: jax.Array) -> jax.Array:
     """(level.n_nodes, 3) -> (n_finer_nodes, 3): trilinear on each copy."""
-    W = jnp.asarray(weight_table(), xc.dtype)[level.p_type]  # (n_f, 8)
-    out = W[:, 0:1] * xc[level.p_idx[:, 0]]
-    for b in range(1, 8):
-        out = out + W[:, b:b + 1] * xc[level.p_idx[:, b]]
-    return out
+    W = jnp.asarray(weight_table().T, xc.dtype)[:, level.p_type]  # (8, n_f)
+    return _sum_rows(xc, level.p_idx, W)
 
 
 def restrict(level: PieceLevel, r: jax.Array) -> jax.Array:
     """(n_finer_nodes, 3) -> (level.n_nodes, 3): the exact transpose of :func:`prolong`."""
     W = jnp.asarray(weight_table().reshape(-1), r.dtype)  # (216,) by code τ·8 + b
     rp = jnp.concatenate([r, jnp.zeros((1, 3), r.dtype)])
-    out = W[level.r_code[:, 0]][:, None] * rp[level.r_node[:, 0]]
-    for j in range(1, level.r_node.shape[1]):
-        out = out + W[level.r_code[:, j]][:, None] * rp[level.r_node[:, j]]
-    return out
+    return _sum_rows(rp, level.r_node, W[level.r_code])
 
 
 def apply_children(level: PieceLevel, Kc: jax.Array, E: jax.Array, x: jax.Array) -> jax.Array:
