@@ -156,8 +156,7 @@ def coarsen_cells(fine: CoarseCells) -> CoarseCells:
     a, b = _links(cell_key[cell_rep] * n_fine_nodes + node_rep, cell_rep)
     _, comp = _components(n, a, b)
     # order copies by coarse cell (then by their first member) for locality
-    first = np.full(comp.max() + 1, n, np.int64)
-    np.minimum.at(first, comp, np.arange(n))
+    first = np.unique(comp, return_index=True)[1]  # labels are 0..k−1: first member of each
     order = np.lexsort((first, cell_key[first]))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -166,8 +165,7 @@ def coarsen_cells(fine: CoarseCells) -> CoarseCells:
     coords = parent[first[order]]
     # children: positional columns (column = position) unless a copy holds two children at
     # one position (possible from level 3 on); then listed with their positions
-    seen = np.zeros((n_copies, 8), np.int64)
-    np.add.at(seen, (copy, cpos), 1)
+    seen = np.bincount(8 * copy + cpos, minlength=8 * n_copies)
     if not (seen > 1).any():
         children = np.full((n_copies, 8), n, np.int64)
         children[copy, cpos] = np.arange(n)
@@ -203,8 +201,7 @@ def coarsen_cells(fine: CoarseCells) -> CoarseCells:
     n_cls = cls.max() + 1
     cls_g = np.zeros(n_cls, np.int64)
     cls_g[cls] = slot_g
-    cls_first = np.full(n_cls, 8 * n_copies, np.int64)
-    np.minimum.at(cls_first, cls, np.arange(8 * n_copies))
+    cls_first = np.unique(cls, return_index=True)[1]
     norder = np.lexsort((cls_first, cls_g))
     nrank = np.empty_like(norder)
     nrank[norder] = np.arange(n_cls)
