@@ -206,3 +206,22 @@ def test_options():
     with pytest.raises(ValueError, match="coarse_space"):
         VoxelModel.create(grid, coarse_space="blocks")
     assert weight_table().sum(axis=1) == pytest.approx(np.ones(27))
+
+
+def test_cli_compress_answers_equal_for_both_coarse_spaces(tmp_path):
+    """``febone compress --coarse-space pieces`` (the default) and ``trilinear`` give the same
+    apparent modulus and failure load at a tight tolerance (both converge to the same FE
+    answer: the coarse space only changes the preconditioner)."""
+    import json
+
+    from febone.cli import main
+
+    np.save(tmp_path / "bone.npy", weak_piece_mask())
+    out = {}
+    for space in ("pieces", "trilinear"):
+        assert main(["compress", str(tmp_path / "bone.npy"), "--voxel-size", "0.05", "--strain",
+                     "0.01", "--rtol", "1e-12", "--quiet", "--json", str(tmp_path / "r.json"),
+                     "--coarse-space", space]) == 0
+        out[space] = json.loads((tmp_path / "r.json").read_text())
+    for key in ("apparent_modulus_MPa", "failure_load_N", "reaction_force_N"):
+        assert out["pieces"][key] == pytest.approx(out["trilinear"][key], rel=1e-8)

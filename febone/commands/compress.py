@@ -60,6 +60,11 @@ def register(subparsers) -> None:
     p.add_argument("--preconditioner", choices=["multigrid", "jacobi", "none"],
                    default="multigrid", help="CG preconditioner (multigrid)")
     p.add_argument("--max-iter", type=int, default=None, help="CG iteration cap")
+    p.add_argument("--coarse-space", choices=["pieces", "trilinear"], default="pieces",
+                   help="multigrid coarse levels: one unknown per connected piece of bone in "
+                        "each coarse cell (pieces, default: 3-4x fewer CG iterations on "
+                        "trabecular bone) or per coarse grid point (trilinear); "
+                        "febone.voxel.pieces")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="split the model over N devices: z-slabs with one node layer of halo, "
                         "the same answer as one device, about 1/N of its memory each (float64; "
@@ -100,6 +105,7 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from ..voxel.compress import compress
+    from ..voxel.multigrid import Multigrid
     from ..voxel.solve import VoxelPCG
 
     size = args.voxel_size
@@ -113,7 +119,8 @@ def _run(args) -> int:
     mode = precision_mode(args.precision)
     rtol = mode.default_rtol if args.rtol is None else args.rtol
     solver = VoxelPCG(rtol=rtol, preconditioner=args.preconditioner, max_iter=args.max_iter,
-                      progress=not args.quiet, mixed_precision=mode.refine)
+                      progress=not args.quiet, mixed_precision=mode.refine,
+                      multigrid=Multigrid(coarse_space=args.coarse_space))
     result = compress(Path(args.image), size, threshold=_threshold(args.threshold),
                       sigma=args.sigma, resample=args.resample, calibration=args.calibration,
                       keep_islands=args.keep_islands, E=args.E, nu=args.nu,
