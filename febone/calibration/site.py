@@ -487,14 +487,29 @@ def report_markdown(coupling: CouplingParameters, values, targets=TARGETS, note:
     return "\n".join(lines) + "\n"
 
 
-def _checks_markdown(values, checks=DRUG_CHECKS) -> str:
-    lines = ["", "## Drug outcomes the model misses (DRUG_CHECKS, reported, not guarded)", "",
+def _checks_markdown(values, checks=DRUG_CHECKS,
+                     title="Drug outcomes the model misses (DRUG_CHECKS, reported, not guarded)"
+                     ) -> str:
+    lines = ["", f"## {title}", "",
              "| outcome | source | published | band | model | inside |", "|---|---|---|---|---|---|"]
     for t, v in zip(checks, values):
         ok = "yes" if abs(v - t.value) <= t.band else "**no**"
-        lines.append(f"| {t.name} | {t.source} | {_fmt(t.value, t.band)} {t.unit} | ±{_fmt(t.band, t.band).lstrip('+')} | "
-                     f"{v:+.2f} {t.unit} | {ok} |")
+        lines.append(f"| {t.name} | {t.source} | {_fmt(t.value, t.band)} {t.unit} | "
+                     f"±{_fmt(t.band, t.band).lstrip('+')} | {v:+.2f} {t.unit} | {ok} |")
     return "\n".join(lines) + "\n"
+
+
+_NARRATIVE_START = "Sites (quantile bins"
+
+
+def _keep_narrative(out: Path, generated: str) -> str:
+    """``generated`` followed by the hand-written part of ``out`` (from the line starting with
+    :data:`_NARRATIVE_START` on), so that a refit replaces the tables and keeps the history."""
+    if not out.exists():
+        return generated
+    old = out.read_text()
+    i = old.find("\n" + _NARRATIVE_START)
+    return generated if i < 0 else generated + old[i:]
 
 
 def main(argv=None):
@@ -517,8 +532,10 @@ def main(argv=None):
     values = evaluate(c)
     checks = evaluate(c, DRUG_CHECKS)
     note += f" Wall time {time.time() - t0:.0f} s (2-core shared x86_64 CPU, jax, float64)."
-    text = report_markdown(c, values, note=note) + _checks_markdown(checks)
-    Path(args.out).write_text(text)
+    text = (report_markdown(c, values, note=note) + _checks_markdown(checks)
+            + _checks_markdown(evaluate(c, BIOLOGY_CHECKS), BIOLOGY_CHECKS,
+                               "Biology outcomes reported, not guarded (BIOLOGY_CHECKS)") + "\n")
+    Path(args.out).write_text(_keep_narrative(Path(args.out), text))
     print(text)
 
 
