@@ -217,7 +217,6 @@ def coarsen_cells(fine: CoarseCells) -> CoarseCells:
     live = (weight_table()[p_type] > 0).reshape(-1)
     entries = np.flatnonzero(live)
     r_idx = _ragged(p_idx.reshape(-1)[entries], entries, int(n_cls), 8 * n_fine_nodes)
-    # as (fine node, weight code τ·8 + b); code 0 on unused entries points at a zero row
     incidence = _ragged(corners.reshape(-1), np.arange(8 * n_copies), int(n_cls), 8 * n_copies)
     return CoarseCells(coords, corners, int(n_cls), children, child_pos, p_idx, p_type, shape,
                        r_idx, incidence)
