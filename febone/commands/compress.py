@@ -64,7 +64,8 @@ def register(subparsers) -> None:
                    help="multigrid coarse levels: one unknown per connected piece of bone in "
                         "each coarse cell (pieces, default: 3-4x fewer CG iterations on "
                         "trabecular bone) or per coarse grid point (trilinear); "
-                        "febone.voxel.pieces")
+                        "febone.voxel.pieces. --devices N > 1 always splits the trilinear "
+                        "hierarchy")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="split the model over N devices: z-slabs with one node layer of halo, "
                         "the same answer as one device, about 1/N of its memory each (float64; "

@@ -88,7 +88,8 @@ class Multigrid:
             (one unknown per coarse grid point). Like ``max_coarse_nodes`` it shapes the
             model, not the set-up: :func:`setup_multigrid` follows whatever levels the model
             it is given holds. With ``coarse="average"`` models are trilinear
-            (:attr:`model_coarse_space`): copies have no re-discretised stiffness.
+            (:attr:`model_coarse_space`): copies have no re-discretised stiffness. Models
+            split over devices (:mod:`febone.voxel.sharded`) are trilinear too.
     """
 
     coarse: str = "galerkin"
