@@ -23,10 +23,10 @@ from ..fe.bc import BoundaryConditions
 from .grid import AXES, VoxelGrid, VoxelModel
 from .image import Segmentation, VoxelImage, load_image, segment
 from .operator import center_gradient, element_energy, element_stiffness, gather_corners, lame_unit
-from .solve import VoxelPCG, compile_voxel_solve, resolve_precision, voxel_reactions
+from .solve import VoxelPCG, compile_voxel_solve, resolve_precision
 
 __all__ = ["CompressionResult", "compress", "compress_mask", "supported_pieces", "effective_strain",
-           "pistoia_failure_load", "PISTOIA_STRAIN", "PISTOIA_FRACTION"]
+           "pistoia_failure_load", "work_force", "PISTOIA_STRAIN", "PISTOIA_FRACTION"]
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,17 @@ log = logging.getLogger(__name__)
 PISTOIA_STRAIN = 0.007
 PISTOIA_FRACTION = 0.02
 
-_COMPONENT = {"x": 0, "y": 1, "z": 2}
-
 
 @dataclass(frozen=True)
 class CompressionResult:
     """Outcome of a voxel compression test (units: N, MPa, mm, s, bytes).
 
     Attributes:
-        reaction_force_N: axial force on the loaded face, N (positive in compression).
+        reaction_force_N: axial force on the loaded face, N (positive in compression), from
+            the work theorem F·δ = uᵀKu (:func:`work_force`): equal to the summed reactions
+            of the loaded face at the exact FE solution, with an error quadratic in the
+            solver's (3e-12 against 1.6e-7 for the summed reactions at rtol 1e-8 on the 39 µm
+            LHDL sample), so the answer hardly depends on the preconditioner.
         apparent_modulus_MPa: (F/A)/(δ/L).
         failure_load_N: Pistoia 2002 estimate.
         effective_strain_2pct: effective strain exceeded by 2 % of the bone volume.
@@ -136,6 +138,26 @@ def effective_strain(model: VoxelModel, u, *, nu=0.3) -> jax.Array:
     """Effective strain √(2·SED/E) of every bone voxel (SED: voxel-average strain energy
     density of the hex8 field, the 2×2×2 Gauss integral of the stiffness)."""
     return _effective_strain(model, jnp.asarray(nu, jnp.asarray(u).dtype), jnp.asarray(u))
+
+
+def work_force(E_vox, eff_strain, voxel_size, delta: float) -> float:
+    """Axial force of a compression test from the work theorem, N: F = uᵀKu / δ with
+    uᵀKu = Σ_e E_e ε_eff,e² V (ε_eff = √(uᵉᵀKe uᵉ / V) for unit-modulus Ke, V the voxel
+    volume). Valid when the only nonzero prescribed displacement is δ along the axis on
+    the loaded face and no external forces act (the tests of this module): then Σ_i F_i u_i
+    = F·δ = uᵀKu. Where u carries a solver error e (zero on prescribed dofs, K u* zero on
+    free ones) the estimate is off by eᵀKe/δ ≥ 0 only, quadratic in e, while the summed
+    reactions are off linearly.
+
+    Args:
+        E_vox: (n_voxels,) moduli, MPa.
+        eff_strain: (n_voxels,) effective strains (:func:`effective_strain`).
+        voxel_size: (dz, dy, dx) mm.
+        delta: shortening, mm (> 0).
+    """
+    e = np.asarray(eff_strain, dtype=float)
+    energy = float(np.sum(np.asarray(E_vox, dtype=float) * e * e)) * float(np.prod(voxel_size))
+    return energy / float(delta)
 
 
 def pistoia_failure_load(force, eff_strain, *, critical: float = PISTOIA_STRAIN,
@@ -266,7 +288,6 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
     mg = solver.multigrid
     bottom = grid.plane_nodes(axis, "min")
     top = grid.plane_nodes(axis, "max")
-    comp = _COMPONENT[axis]
     bcs = BoundaryConditions.empty(int(grid.active.sum())).fix(bottom, "xyz")
     bcs = bcs.displace(top, **{axis: -delta})
     t0 = time.perf_counter()
@@ -276,7 +297,7 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         if mode.name != "float64":
             raise ValueError(f"--devices {devices} solves in float64 only; drop --precision "
                              f"{mode.name} or use one device")
-        sol, reactions, eff, per_device, compile_seconds = compress_on_slabs(
+        sol, _, eff, per_device, compile_seconds = compress_on_slabs(
             grid, E_vox, bcs, nu=nu, solver=solver, n_devices=devices)
         memory = None if per_device is None else per_device * devices
         model = VoxelModel.create(grid, max_levels=1) if out is not None else None
@@ -289,10 +310,9 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
                                           precision=mode.name)
         compile_seconds = time.perf_counter() - t0
         sol = run(E_vox, bcs, nu=nu)
-        reactions = voxel_reactions(model, E_vox, bcs, sol.u, nu=nu)
         eff = effective_strain(model, sol.u, nu=nu)
         per_device = memory
-    force = -float(np.asarray(reactions)[top, comp].sum())
+    force = work_force(E_vox, eff, grid.voxel_size, delta)  # F·δ = uᵀKu: see work_force
     modulus = (force / area) / (delta / length)
     fail, eps2 = pistoia_failure_load(force, eff)
     if out is not None:
