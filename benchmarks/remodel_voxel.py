@@ -87,6 +87,9 @@ def run_one(bone: str, solver: str, years: float, protocol: str, build_h, out,
     start = time.perf_counter()
 
     def progress(k, n, rec):
+        if rec is None and n > 0:               # a step: its cost, for runs that stop early
+            print(f"#     step {k}/{n}  {time.perf_counter() - start:8.1f} s  (cpu "
+                  f"{_cpu():8.1f} s)", file=sys.stderr, flush=True)
         if rec is not None:
             fn = rec["regions"].get("femoral_neck", {}).get("change_pct", float("nan"))
             print(f"#   {solver} {rec['time_years']:5.2f} y  {time.perf_counter() - start:8.1f} s"
