@@ -81,7 +81,8 @@ def main() -> int:
     import febone as fb
     import voxel_vs_torchfem as bench
     from febone.solve.pcg import pcg
-    from febone.voxel import Multigrid, VoxelGrid, VoxelModel, VoxelPCG
+    from febone.voxel import Multigrid, VoxelGrid, VoxelPCG
+    from febone.voxel.pieces import voxel_model
     from febone.voxel.grid import GRID_TO_VTK
     from febone.voxel.operator import apply_stiffness, element_energy, element_stiffness
     from febone.voxel.solve import _preconditioner
@@ -90,8 +91,8 @@ def main() -> int:
     grid = VoxelGrid.create(seg.mask, seg.voxel_size)
     # the default multigrid preconditioner of febone compress, with the chosen coarse space
     strategy = VoxelPCG(multigrid=Multigrid(coarse_space=args.coarse_space))
-    model = VoxelModel.create(grid, max_coarse_nodes=strategy.multigrid.max_coarse_nodes,
-                              coarse_space=args.coarse_space)
+    model = voxel_model(grid, max_coarse_nodes=strategy.multigrid.max_coarse_nodes,
+                        coarse_space=args.coarse_space)
     top, bottom = grid.plane_nodes("z", "max"), grid.plane_nodes("z", "min")
     delta = bench.STRAIN * grid.shape[0] * grid.voxel_size[0]
     bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz").displace(top, z=-delta)

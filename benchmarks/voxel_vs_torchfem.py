@@ -69,7 +69,8 @@ def run_febone(seg, preconditioner: str, cache: str | None = None,
     import numpy as np
 
     import febone as fb
-    from febone.voxel import (Multigrid, VoxelGrid, VoxelModel, VoxelPCG, compile_voxel_solve,
+    from febone.voxel.pieces import voxel_model
+    from febone.voxel import (Multigrid, VoxelGrid, VoxelPCG, compile_voxel_solve,
                               voxel_reactions)
 
     base = rss()
@@ -78,8 +79,8 @@ def run_febone(seg, preconditioner: str, cache: str | None = None,
     solver = VoxelPCG(rtol=rtol, preconditioner=preconditioner, max_iter=50_000,
                       multigrid=Multigrid(coarse_space=coarse_space))
     t0 = time.perf_counter()
-    model = VoxelModel.create(grid, max_coarse_nodes=solver.multigrid.max_coarse_nodes,
-                              coarse_space=solver.multigrid.model_coarse_space)
+    model = voxel_model(grid, max_coarse_nodes=solver.multigrid.max_coarse_nodes,
+                        coarse_space=solver.multigrid.model_coarse_space)
     model_s = time.perf_counter() - t0  # index maps; the piece labelling of coarse_space='pieces'
     top, bottom = grid.plane_nodes("z", "max"), grid.plane_nodes("z", "min")
     delta = STRAIN * grid.shape[0] * grid.voxel_size[0]

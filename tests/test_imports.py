@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "febone"
 #: the layers below it. Keys are the first name below ``febone`` ("" is ``febone/__init__``,
 #: the public API, which library code must not import).
 LAYERS = (
-    ("device", "data", "files", "precision", "parallel"),  # foundations: no other febone module
+    ("device", "data", "files", "precision", "parallel", "compile_cache"),  # foundations: no other febone module
     ("mesh",),
     ("material",),
     ("fe",),

@@ -11,7 +11,7 @@ import febone as fb
 from febone.voxel import Multigrid, VoxelGrid, VoxelModel, VoxelPCG, solve_voxel
 from febone.voxel.grid import GRID_CORNERS, build_levels
 from febone.voxel.multigrid import child_prolongations, prolong, restrict
-from febone.voxel.pieces import PieceLevel, piece_levels, weight_table
+from febone.voxel.pieces import PieceLevel, piece_levels, voxel_model, weight_table
 
 OFF = GRID_CORNERS[:, ::-1]  # (z, y, x) offsets of the grid-order corners
 TWENTY_SIX = np.ones((3, 3, 3), bool)
@@ -162,7 +162,7 @@ def test_weak_piece_solve_equals_trilinear_with_fewer_iterations():
     E = np.full(grid.n_voxels, 1000.0)
     out = {}
     for space in ("trilinear", "pieces"):
-        model = VoxelModel.create(grid, max_coarse_nodes=20, coarse_space=space)
+        model = voxel_model(grid, max_coarse_nodes=20, coarse_space=space)
         assert len(model.levels) >= 3
         bottom, top = grid.plane_nodes("z", "min"), grid.plane_nodes("z", "max")
         bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(bottom, "xyz").displace(top, z=-0.01)
@@ -183,7 +183,7 @@ def test_jit_per_voxel_moduli_and_gradient_match_trilinear():
     E = jnp.asarray(rng.uniform(500.0, 1500.0, grid.n_voxels))
     grads = {}
     for space in ("trilinear", "pieces"):
-        model = VoxelModel.create(grid, max_coarse_nodes=20, coarse_space=space)
+        model = voxel_model(grid, max_coarse_nodes=20, coarse_space=space)
         top = grid.plane_nodes("z", "max")
         bcs = fb.BoundaryConditions.empty(model.n_nodes).fix(grid.plane_nodes("z", "min"), "xyz")
         bcs = bcs.add_force(top, z=-1.0 / top.size)
@@ -204,7 +204,7 @@ def test_options():
         Multigrid(coarse_space="aggregates")
     grid = VoxelGrid.create(two_combs(), 1.0)
     with pytest.raises(ValueError, match="coarse_space"):
-        VoxelModel.create(grid, coarse_space="blocks")
+        voxel_model(grid, coarse_space="blocks")
     assert weight_table().sum(axis=1) == pytest.approx(np.ones(27))
 
 

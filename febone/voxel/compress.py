@@ -21,6 +21,7 @@ import numpy as np
 from ..device import device_description
 from ..fe.bc import BoundaryConditions
 from .grid import AXES, VoxelGrid, VoxelModel
+from .pieces import voxel_model
 from .image import Segmentation, VoxelImage, load_image, segment
 from .operator import center_gradient, element_energy, element_stiffness, gather_corners, lame_unit
 from .solve import VoxelPCG, compile_voxel_solve, resolve_precision
@@ -302,8 +303,8 @@ def compress_mask(mask, voxel_size, *, E=18000.0, nu=0.3, displacement: float | 
         memory = None if per_device is None else per_device * devices
         model = VoxelModel.create(grid, max_levels=1) if out is not None else None
     else:
-        model = VoxelModel.create(grid, max_coarse_nodes=mg.max_coarse_nodes,
-                                  max_levels=mg.max_levels, coarse_space=mg.model_coarse_space)
+        model = voxel_model(grid, max_coarse_nodes=mg.max_coarse_nodes,
+                            max_levels=mg.max_levels, coarse_space=mg.model_coarse_space)
         log.info("compress: %d bone voxels, %d dofs, %d levels, δ = %.4g mm along %s",
                  grid.n_voxels, model.n_dofs, len(model.levels), delta, axis)
         run, memory = compile_voxel_solve(model, E_vox, bcs, nu=nu, solver=solver,

@@ -313,21 +313,13 @@ class VoxelModel:
 
     @classmethod
     def create(cls, grid: VoxelGrid, *, max_coarse_nodes: int = 700,
-               max_levels: int | None = None, coarse_space: str = "trilinear") -> "VoxelModel":
-        """Host precompute of the index maps of every multigrid level.
-
-        ``coarse_space``: ``"trilinear"`` (structured coarse grids, one unknown per coarse
-        grid point) or ``"pieces"`` (coarse unknowns per connected piece of bone,
-        :mod:`febone.voxel.pieces`; fewer CG iterations on trabecular bone)."""
+               max_levels: int | None = None) -> "VoxelModel":
+        """Host precompute of the index maps of every multigrid level (structured, trilinear
+        coarse grids; for coarse levels that follow the bone's connectivity see
+        :func:`febone.voxel.pieces.voxel_model`)."""
         if not isinstance(grid, VoxelGrid):
             raise TypeError(f"VoxelModel.create expects a VoxelGrid; got {type(grid).__name__}. "
                             f"Build one with VoxelGrid.create(mask, voxel_size)")
-        if coarse_space == "pieces":
-            from .pieces import piece_model
-
-            return piece_model(grid, max_coarse_nodes=max_coarse_nodes, max_levels=max_levels)
-        if coarse_space != "trilinear":
-            raise ValueError(f"coarse_space must be 'trilinear' or 'pieces'; got {coarse_space!r}")
         levels = build_levels(grid.mask, max_coarse_nodes=max_coarse_nodes,
                               max_levels=max_levels)
         return cls(tuple(levels), grid.voxel_size)

@@ -81,7 +81,7 @@ class Multigrid:
             coupling of its 3 displacement components; 15 % fewer CG iterations on the 39 µm
             LHDL sample than ``"point"`` at the same cost per iteration) or ``"point"``.
         coarse_space: the coarse levels of a model built from these options
-            (:meth:`VoxelModel.create` ``coarse_space=``, as :func:`febone.voxel.compress`
+            (:func:`febone.voxel.pieces.voxel_model` ``coarse_space=``, as :func:`febone.voxel.compress`
             does): ``"pieces"`` (default: coarse unknowns per connected piece of bone inside
             each coarse cell, :mod:`febone.voxel.pieces`; on the LHDL trabecular sample 29 / 36
             / 28 CG iterations at 156 / 78 / 39 µm against 53 / 75 / 102) or ``"trilinear"``

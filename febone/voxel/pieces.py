@@ -52,7 +52,7 @@ from ..precision import CONTRACTION
 from .grid import GRID_CORNERS, GRID_TO_VTK, VoxelGrid, VoxelModel, build_levels
 
 __all__ = ["PieceLevel", "CoarseCells", "coarsen_cells", "fine_cells", "piece_levels",
-           "piece_model", "weight_table", "COARSE_SPACES"]
+           "piece_model", "voxel_model", "weight_table", "COARSE_SPACES"]
 
 #: coarse spaces of the voxel multigrid: one unknown per coarse grid point (``"trilinear"``)
 #: or one per piece of bone around it (``"pieces"``, this module).
@@ -333,6 +333,22 @@ def piece_model(grid: VoxelGrid, *, max_coarse_nodes: int = 700,
     fine = build_levels(grid.mask, max_levels=1)[0]
     levels = [fine] + [PieceLevel.from_cells(c, 2.0 ** l) for l, c in enumerate(cells) if l > 0]
     return VoxelModel(tuple(levels), grid.voxel_size)
+
+
+def voxel_model(grid: VoxelGrid, *, coarse_space: str = "trilinear", max_coarse_nodes: int = 700,
+                max_levels: int | None = None) -> VoxelModel:
+    """The :class:`VoxelModel` of ``grid`` with the chosen coarse space: ``"trilinear"``
+    (structured coarse grids, :meth:`VoxelModel.create`) or ``"pieces"`` (coarse unknowns per
+    connected piece of bone, :func:`piece_model`; fewer CG iterations on trabecular bone).
+
+    Raises:
+        ValueError: an unknown ``coarse_space``.
+    """
+    if coarse_space == "pieces":
+        return piece_model(grid, max_coarse_nodes=max_coarse_nodes, max_levels=max_levels)
+    if coarse_space != "trilinear":
+        raise ValueError(f"coarse_space must be one of {COARSE_SPACES}; got {coarse_space!r}")
+    return VoxelModel.create(grid, max_coarse_nodes=max_coarse_nodes, max_levels=max_levels)
 
 
 # ---------------------------------------------------------------------------------------
