@@ -28,8 +28,10 @@ def old_woman():
 
 
 def test_gh_replacement_dips_bmd_first_then_gains():
+    # Bex et al. 2002 (J Bone Miner Res 17:1081): 0.18 IU/kg per week, 2.2 IU = 0.73 mg/day at
+    # 85 kg; here after 4 years of deficiency (the spin-up)
     man = Patient.create(sex="male", age_years=45.0, gh_deficient=True)
-    r = run(man, [T("rhgh", 0.3, "mg", 1)])
+    r = run(man, [T("rhgh", 0.73, "mg", 1)])
     dip, gain = float(r.at(0.75)), float(r.at(2.5))
     assert dip < -0.3                       # new remodelling space at 6–12 months
     assert gain > 0.3 and gain > dip + 1.0  # net gain by 18–30 months
