@@ -365,6 +365,37 @@ def test_daily_queue_form_equals_the_explicit_queue_update():
     np.testing.assert_allclose(tr.mineral.queue, m.queue, rtol=1e-12, atol=1e-16)
 
 
+def test_queue_rings_wrap_and_rescale_like_the_explicit_update():
+    """The rings of the queue wrap around (a 60-day queue: a 36-row secondary ring crossed
+    three times in 100 days, in chunks of 32 days) and a queue whose stored units sit at
+    scale 1e-7 (the same bins) is brought back to scale 1 at the end of the first chunk; both
+    must equal the explicit daily update of every bin (rtol 1e-11: ~100 days of running sums)."""
+    mp = MineralParameters(queue_days=60)
+    s0 = steady_state(MR, f_bm=F3)
+    m0 = init_mineral(s0, MR, mp)
+    tiny = 1e-7
+    m_small = replace(m0, scale=m0.scale * tiny, primary=m0.primary / tiny, ring=m0.ring / tiny,
+                      primary_sum=m0.primary_sum / tiny, primary_moment=m0.primary_moment / tiny,
+                      old_sum=m0.old_sum / tiny, old_moment=m0.old_moment / tiny)
+    np.testing.assert_allclose(m_small.bins, m0.bins, rtol=1e-14, atol=1e-18)
+
+    def drives(t, s, v_m):
+        return Drives(P_RANKL=3.0 * pmo_rankl_production(t))
+
+    days = 100
+    m_explicit = m0
+    tr = simulate(MR, s0, drives, days=days, mineral=m_small, mineral_params=mp, save_every=1,
+                  rtol=None)
+    for k in range(days):
+        m_explicit = update_mineral(m_explicit, jax.tree_util.tree_map(lambda a: a[k + 1],
+                                                                       tr.states), MR, mp)
+    np.testing.assert_allclose(tr.mineral.bins, m_explicit.bins, rtol=1e-11, atol=1e-16)
+    np.testing.assert_allclose(tr.v_m[-1], mean_mineral_content(m_explicit, tr.final.f_bm, mp),
+                               rtol=1e-11)
+    # rescaled once (without it the scale would be ≤ 1e-7), and the survival since then < 1
+    assert 1e-3 < float(jnp.min(tr.mineral.scale)) and float(jnp.max(tr.mineral.scale)) < 1.0
+
+
 # ------------------------------------------------------------------------------------------
 # denosumab PK
 # ------------------------------------------------------------------------------------------

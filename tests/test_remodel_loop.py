@@ -161,13 +161,14 @@ def test_resume_equals_uninterrupted(tmp_path):
     with pytest.raises(ValueError, match="different run"):
         remodel(mesh, inputs(days, 1.0, P_RANKL=100.0), years=years, settings=st,
                 out_dir=tmp_path, resume=True)
-    # nor a checkpoint of another state layout (the element-major mineral queue of earlier
-    # versions): it is refused, not read transposed
+    # nor a checkpoint of another state layout (here: the mineral queue's secondary ring
+    # transposed, as the element-major queue of earlier versions was): it is refused, not read
+    # transposed
     (ckpt,) = [f for f in tmp_path.glob("*.npz")]
     with np.load(ckpt) as z:
         data = {k: z[k] for k in z.files}
     queue = [k for k, v in data.items() if k.startswith("leaf") and v.ndim == 2 and v.shape[1] == 24]
-    assert len(queue) == 1
+    queue = [max(queue, key=lambda k: data[k].shape[0])]            # the secondary ring
     data[queue[0]] = data[queue[0]].T
     np.savez(ckpt, **data)
     with pytest.raises(ValueError, match="another layout"):

@@ -32,8 +32,8 @@ from .cell_model import (CellModelError, CellState, Drives, Signals, _broadcast_
                          _jacobian_blocks, pmo_rankl_production, rhs, rhs_jacobian, signals,
                          resorption_rate, specific_surface, turnover)
 from .homeostasis import steady_state
-from .mineral import (MineralState, advance_day_queue, join_queue, mean_mineral_content,
-                      old_bins, split_queue)
+from .mineral import (MineralState, advance_day_queue, check_layout, join_queue,
+                      mean_mineral_content, old_bins, split_queue)
 from .parameters import CellParameters, MineralParameters, MINERAL_MARTINEZ_REINA_2019
 from .rosenbrock import TABLEAUS, adaptive_interval, block_jacobian, fixed_interval, rosenbrock_step
 
@@ -230,19 +230,19 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
 
     def run_days(carry, n):         # n intervals; the queue's day form lives only inside
         s, m, t, h_try, stats = carry
-        q = old = leaving = None
+        q = leaving = None
         if m is not None:
-            q, old, leaving = split_queue(m, mineral_params, n)
+            q, leaving = split_queue(m, mineral_params, n)
         (s, q, t, h_try, stats), entered = jax.lax.scan(macro_body, (s, q, t, h_try, stats),
                                                         leaving, length=n)
-        m = None if q is None else join_queue(q, old, entered)
+        m = None if q is None else join_queue(m, q, entered, mineral_params)
         content = None if q is None else q.mineral     # mineral volume per element volume
         return (s, m, t, h_try, stats), content
 
     def save_body(carry, _):
-        # the day queue is put back together every _QUEUE_CHUNK_DAYS (at most the length of the
-        # queue's older part) so that its survival product stays of order one (≥ 0.9 at
-        # 0.3 %/day resorption)
+        # the leaving rows are gathered (and the emitted ones written back) every
+        # _QUEUE_CHUNK_DAYS (at most the length of the queue's older ring), which bounds the
+        # (chunk, n_elements) rows a run holds and checks the queue's scale that often
         chunk = (min(_QUEUE_CHUNK_DAYS, old_bins(mineral_params))
                  if mineral is not None else save_every)
         full, rest = divmod(save_every, chunk)
@@ -359,9 +359,13 @@ def simulate(params: CellParameters, state: CellState, drives: Drives | DrivesFn
         if not isinstance(mineral, MineralState):
             raise TypeError(f"mineral must be a MineralState (mineral.init_mineral); got "
                             f"{type(mineral).__name__}")
-        if mineral.bins.shape[1] != state.n_elements:
-            raise CellModelError(f"mineral queue has {mineral.bins.shape[1]} elements but the "
+        if mineral.n_elements != state.n_elements:
+            raise CellModelError(f"mineral queue has {mineral.n_elements} elements but the "
                                  f"state has {state.n_elements}")
+        try:
+            check_layout(mineral, mineral_params)
+        except ValueError as e:
+            raise CellModelError(str(e)) from None
     if rtol is not None:
         if TABLEAUS[method].e is None:
             raise CellModelError(f"method {method!r} has no error estimate; use 'rodas3' or 'ros2' "

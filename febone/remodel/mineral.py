@@ -15,11 +15,12 @@ ash fraction α = ρ_m v_m / (ρ_m v_m + ρ_o v_o); tissue density ρ_t = 1 + (�
 
 Memory: the queue is (queue_days, n_elements) floats (1000 days: 8 kB per element in float64);
 shorten ``MineralParameters.queue_days`` for large meshes (bone older than the queue counts as
-fully mineralised).
+fully mineralised). Time: a day touches the K young bins and one row of the older ring
+(:class:`MineralState`), not the whole queue.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -28,22 +29,69 @@ import numpy as np
 from .cell_model import specific_surface
 from .parameters import CellParameters, MineralParameters, MINERAL_MARTINEZ_REINA_2019
 
-__all__ = ["MineralState", "mineral_law", "init_mineral", "update_mineral", "mean_mineral_content",
-           "ash_fraction", "tissue_density", "apparent_density", "youngs_modulus_gpa", "DayQueue",
-           "split_queue", "advance_day_queue", "join_queue", "old_bins"]
+__all__ = ["MineralState", "from_bins", "mineral_law", "init_mineral", "update_mineral",
+           "mean_mineral_content", "ash_fraction", "tissue_density", "apparent_density",
+           "youngs_modulus_gpa", "DayQueue", "check_layout", "split_queue", "advance_day_queue",
+           "join_queue", "old_bins"]
 
 
 @dataclass(frozen=True)
 class MineralState:
-    """Age queue of bone volume.
+    """Age queue of bone volume, kept so that a day costs O(1) work per element whatever the
+    length of the queue.
+
+    Ages 0..L−1 (L = ``queue_days``; the last bin holds all older bone) fall in three parts:
+    the lag (ages 0..lag−1, no mineral, not resorbed), the primary phase (ages lag..K−1, mineral
+    rising linearly) and the secondary phase (ages K..L−2). Every bin older than the lag loses
+    the same fraction r/f a day, so the primary and secondary bins are held in stored units,
+    BV/TV = stored × ``scale`` (a per-element product of the daily survival factors). Each part
+    is a ring: the bin of age a of a part spanning ages a0..a1 sits in row
+    (``day`` + a1 − a) mod (a1 − a0 + 1), so ageing by a day moves every part's oldest row on:
+    it leaves into the next part and today's bin takes its place. Running sums give the
+    mineral content without reading the rings (:func:`mean_mineral_content`): Σ stored and
+    Σ (a − lag)·stored of the primary part (v_m rises linearly there), Σ stored and
+    Σ e^(−κ(a − K))·stored of the secondary part (v_m = v_max + c·e^(−κ(a − K))). ``scale`` is
+    reset to 1 (one pass over the rings) only when some element's falls below 1e-6.
 
     Attributes:
-        bins: (queue_days, n_elements) BV/TV fraction of bone by age in days (row j: age j days;
-            the last row: all older bone). Age-major, so that the daily update and the chunked
-            day form (:func:`split_queue`) read and write contiguous rows.
+        lag: (lag_days, n_elements) BV/TV of ages 0..lag−1 (ring).
+        primary: (K − lag, n_elements) stored bins of ages lag..K−1 (ring).
+        ring: (L − K − 1, n_elements) stored bins of ages K..L−2 (ring).
+        day: () int32, days advanced since the rings' rows were in age order.
+        scale: (n_elements,) BV/TV per stored unit.
+        lag_sum, primary_sum, primary_moment, old_sum, old_moment: (n_elements,) the running
+            sums (lag in BV/TV, the others in stored units).
+        last: (n_elements,) BV/TV of all bone older than the queue (fully mineralised).
     """
 
-    bins: jax.Array
+    lag: jax.Array
+    primary: jax.Array
+    ring: jax.Array
+    day: jax.Array
+    scale: jax.Array
+    lag_sum: jax.Array
+    primary_sum: jax.Array
+    primary_moment: jax.Array
+    old_sum: jax.Array
+    old_moment: jax.Array
+    last: jax.Array
+
+    @property
+    def queue_days(self) -> int:
+        return self.lag.shape[0] + self.primary.shape[0] + self.ring.shape[0] + 1
+
+    @property
+    def n_elements(self) -> int:
+        return self.last.shape[0]
+
+    @property
+    def bins(self) -> jax.Array:
+        """(queue_days, n_elements) BV/TV by age in days (row j: age j; the last row: all older
+        bone), put together from the rings (a full pass: for inspection and tests)."""
+        return jnp.concatenate([_in_age_order(self.lag, self.day),
+                                _in_age_order(self.primary, self.day) * self.scale[None, :],
+                                _in_age_order(self.ring, self.day) * self.scale[None, :],
+                                self.last[None, :]], axis=0)
 
     @property
     def queue(self) -> jax.Array:
@@ -51,7 +99,37 @@ class MineralState:
         return self.bins.T
 
 
-jax.tree_util.register_dataclass(MineralState, data_fields=["bins"], meta_fields=[])
+_MINERAL_FIELDS = ["lag", "primary", "ring", "day", "scale", "lag_sum", "primary_sum",
+                   "primary_moment", "old_sum", "old_moment", "last"]
+jax.tree_util.register_dataclass(MineralState, data_fields=_MINERAL_FIELDS, meta_fields=[])
+
+
+def _in_age_order(ring, day):
+    """The rows of a ring, youngest first."""
+    m = ring.shape[0]
+    return jnp.take(ring, (day + m - 1 - jnp.arange(m)) % m, axis=0)
+
+
+def _oldest_row(ring, day):
+    """(index, row) of a ring's oldest bin."""
+    i = day % ring.shape[0]
+    return i, jax.lax.dynamic_index_in_dim(ring, i, axis=0, keepdims=False)
+
+
+def from_bins(bins, params: MineralParameters = MINERAL_MARTINEZ_REINA_2019) -> MineralState:
+    """The :class:`MineralState` of an explicit (queue_days, n_elements) age queue (BV/TV by
+    age in days, the last row all older bone)."""
+    _check_queue(params)
+    lag, K = params.lag_days, _young_bins(params)
+    if bins.shape[0] != params.queue_days:
+        raise ValueError(f"the queue has {bins.shape[0]} bins but MineralParameters.queue_days is "
+                         f"{params.queue_days}")
+    primary, old = bins[lag:K], bins[K:-1]
+    decay = jnp.exp(-params.rate * jnp.arange(old.shape[0], dtype=bins.dtype))
+    weight = jnp.arange(K - lag, dtype=bins.dtype)
+    return MineralState(bins[:lag][::-1], primary[::-1], old[::-1], jnp.zeros((), jnp.int32),
+                        jnp.ones_like(bins[0]), bins[:lag].sum(axis=0), primary.sum(axis=0),
+                        weight @ primary, old.sum(axis=0), decay @ old, bins[-1])
 
 
 def _check_queue(params: MineralParameters) -> None:
@@ -60,6 +138,9 @@ def _check_queue(params: MineralParameters) -> None:
         raise ValueError(f"MineralParameters.queue_days ({params.queue_days}) must exceed the lag "
                          f"and primary phase ({young - 1} days) by at least 2 days; use ≥ 400 "
                          f"days")
+    if params.lag_days < 1:
+        raise ValueError(f"MineralParameters.lag_days must be ≥ 1 day (the mineralisation lag of "
+                         f"osteoid, 12 days in Martínez-Reina 2019); got {params.lag_days}")
 
 
 def mineral_law(age_days, params: MineralParameters = MINERAL_MARTINEZ_REINA_2019):
@@ -70,13 +151,6 @@ def mineral_law(age_days, params: MineralParameters = MINERAL_MARTINEZ_REINA_201
     lin = p.v_primary * (a - p.lag_days) / p.primary_days
     sec = p.v_max + (p.v_primary - p.v_max) * jnp.exp(-p.rate * (a - p.lag_days - p.primary_days))
     return jnp.where(a <= p.lag_days, 0.0, jnp.where(a <= p.lag_days + p.primary_days, lin, sec))
-
-
-def _bin_mineral(params: MineralParameters, dtype):
-    """(queue_days,) mineral content of each bin; the last bin is fully mineralised."""
-    L = params.queue_days
-    law = mineral_law(jnp.arange(L - 1, dtype=dtype), params)
-    return jnp.concatenate([law, jnp.asarray([params.v_max], dtype=law.dtype)])
 
 
 def _rates(state, cell_params: CellParameters):
@@ -110,7 +184,7 @@ def init_mineral(state, cell_params: CellParameters,
                                         _powers(keep, L - 1 - lag)])
     last = f + phi - r - q.sum(axis=0)
     last = jnp.where(last < 1e-13, 0.0, last)
-    return MineralState(jnp.concatenate([q, last[None, :]], axis=0))
+    return from_bins(jnp.concatenate([q, last[None, :]], axis=0), params)
 
 
 def _powers(x, n: int, block: int = 32):
@@ -130,7 +204,9 @@ def _powers(x, n: int, block: int = 32):
 
 def update_mineral(mineral: MineralState, state, cell_params: CellParameters,
                    params: MineralParameters = MINERAL_MARTINEZ_REINA_2019) -> MineralState:
-    """Advance the queue by one day with the end-of-day cells and BV/TV of ``state``."""
+    """Advance the queue by one day with the end-of-day cells and BV/TV of ``state``: the
+    explicit update of every bin (a full pass; :func:`advance_day_queue` is the fast form that
+    :func:`~febone.remodel.cells.simulate` uses)."""
     _check_queue(params)
     L, lag = params.queue_days, params.lag_days
     q = mineral.bins
@@ -141,7 +217,7 @@ def update_mineral(mineral: MineralState, state, cell_params: CellParameters,
     body = jnp.concatenate([phi[None, :], young, old], axis=0)
     last = f + phi - r - body.sum(axis=0)
     last = jnp.where(last < 1e-13, 0.0, last)
-    return MineralState(jnp.concatenate([body, last[None, :]], axis=0))
+    return from_bins(jnp.concatenate([body, last[None, :]], axis=0), params)
 
 
 def _young_bins(params: MineralParameters) -> int:
@@ -156,36 +232,33 @@ def old_bins(params: MineralParameters) -> int:
 
 @dataclass(frozen=True)
 class DayQueue:
-    """The age queue in the form the daily update uses inside a run of n days: the same
-    contents as :class:`MineralState`, with O(K) work per day instead of O(queue_days).
+    """What the day loop of a run carries: :class:`MineralState` without its secondary ring
+    (whose leaving rows :func:`split_queue` gathers at the start of the run, and whose entering
+    rows :func:`join_queue` writes back at its end), plus the running mineral content, so
+    nothing of size queue_days is carried by the day loop (it would be copied every day, and
+    kept per day in reverse mode).
 
-    ``young[a]`` is the BV/TV of age a = 0..K−1 (the lag and the primary phase). The older bins
-    (ages K..L−2, all in the secondary phase) are not carried through the days: every bin older
-    than the lag loses the same fraction r/f each day, so their BV/TV is (BV/TV at the start of
-    the run, or on entering) × ``scale`` / (``scale`` then), one product of survival factors per
-    element. Each day emits the bin that leaves the young block (in stored units, BV/TV / scale)
-    and takes in the one that leaves the queue's explicit part (known at the start of the run,
-    :func:`split_queue`); :func:`join_queue` puts the queue back together once at the end. Their
-    mineral is v_max·Σ + c·Σ e^(−κ(a − K)) (v_m of the secondary phase), so the volume
-    ``old_sum`` and moment ``old_moment`` (stored units) give the mineral content ``mineral``
-    (Σ_j q_j v_m(j), per element volume) every day. Nothing of size queue_days is carried by the
-    day loop (it would be copied every day, and kept per day in reverse mode).
-
-    Attributes: young (K, n_elements); old_sum, old_moment, scale, last, mineral
-    (n_elements,).
+    Attributes: lag (lag_days, n_elements), primary (K − lag, n_elements) rings; day () int32;
+    scale, lag_sum, primary_sum, primary_moment, old_sum, old_moment, last, mineral
+    (n_elements,), ``mineral`` the mineral volume per element volume.
     """
 
-    young: jax.Array
+    lag: jax.Array
+    primary: jax.Array
+    day: jax.Array
+    scale: jax.Array
+    lag_sum: jax.Array
+    primary_sum: jax.Array
+    primary_moment: jax.Array
     old_sum: jax.Array
     old_moment: jax.Array
-    scale: jax.Array
     last: jax.Array
     mineral: jax.Array
 
 
-jax.tree_util.register_dataclass(
-    DayQueue, data_fields=["young", "old_sum", "old_moment", "scale", "last", "mineral"],
-    meta_fields=[])
+_DAY_FIELDS = [f for f in _MINERAL_FIELDS if f != "ring"]
+jax.tree_util.register_dataclass(DayQueue, data_fields=_DAY_FIELDS + ["mineral"],
+                                 meta_fields=[])
 
 
 def _secondary_offset(params: MineralParameters, K: int):
@@ -194,56 +267,90 @@ def _secondary_offset(params: MineralParameters, K: int):
         -params.rate * (K - params.lag_days - params.primary_days))
 
 
+def _content(q, params: MineralParameters):
+    """(n_elements,) mineral volume per element volume, Σ_j q_j v_m(j), from the running sums of
+    a :class:`MineralState` or :class:`DayQueue`."""
+    K = params.lag_days + q.primary.shape[0]
+    return (q.scale * (params.v_primary / params.primary_days * q.primary_moment
+                       + params.v_max * q.old_sum + _secondary_offset(params, K) * q.old_moment)
+            + params.v_max * q.last)
+
+
+def check_layout(mineral: MineralState, params: MineralParameters) -> None:
+    """Raise ValueError unless ``mineral`` has the queue layout of ``params``."""
+    K, M = _young_bins(params), old_bins(params)
+    if (mineral.lag.shape[0], mineral.primary.shape[0], mineral.ring.shape[0]) != (
+            params.lag_days, K - params.lag_days, M):
+        raise ValueError(f"the mineral queue has {mineral.queue_days} days (lag "
+                         f"{mineral.lag.shape[0]}) but MineralParameters asks for "
+                         f"{params.queue_days} (lag {params.lag_days}); build it with "
+                         f"init_mineral(..., params)")
+
+
 def split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
-    """(day form, old bins (L − K − 1, n) by age K..L−2, (n_days, n) bins that leave the explicit
-    part on the next n_days updates, the oldest first) at the start of a run of n_days."""
-    q = mineral.bins
-    K = _young_bins(params)
-    old = q[K:-1]
-    if not 0 < n_days <= old.shape[0]:
-        raise ValueError(f"a day-queue run covers 1..{old.shape[0]} days; got {n_days}")
-    decay = jnp.exp(-params.rate * jnp.arange(old.shape[0], dtype=q.dtype))
-    content = _bin_mineral(params, q.dtype) @ q
-    dq = DayQueue(q[:K], old.sum(axis=0), decay @ old, jnp.ones_like(q[0]), q[-1], content)
-    return dq, old, old[::-1][:n_days]
+    """(day form, (n_days, n) secondary-ring rows that leave on the next n_days days, the
+    oldest first) at the start of a run of n_days (1 ≤ n_days ≤ the ring's rows)."""
+    M = mineral.ring.shape[0]
+    if not 0 < n_days <= M:
+        raise ValueError(f"a day-queue run covers 1..{M} days; got {n_days}")
+    m = mineral
+    dq = DayQueue(*(getattr(m, f) for f in _DAY_FIELDS), _content(m, params))
+    return dq, jnp.take(m.ring, (m.day + jnp.arange(n_days)) % M, axis=0)
 
 
-def join_queue(dq: DayQueue, old, entered) -> MineralState:
-    """The :class:`MineralState` after a run: ``old`` from :func:`split_queue`, ``entered``
-    (n_days, n) the stored bins the days emitted (the first day's first)."""
-    n = entered.shape[0]
-    aged = jnp.concatenate([entered[::-1], old[:old.shape[0] - n]]) * dq.scale[None, :]
-    return MineralState(jnp.concatenate([dq.young, aged, dq.last[None, :]], axis=0))
+def join_queue(mineral: MineralState, dq: DayQueue, entered,
+               params: MineralParameters) -> MineralState:
+    """The :class:`MineralState` after a run begun at ``mineral``: ``entered`` (n_days, n) the
+    stored bins the days emitted into the secondary ring (the first day's first) take the rows
+    that left. When some element's scale fell below 1e-6 the stored parts are brought back to
+    scale 1 (one pass)."""
+    M, n = mineral.ring.shape[0], entered.shape[0]
+    ring = mineral.ring.at[(mineral.day + jnp.arange(n)) % M].set(entered)
+    stored = (dq.primary, ring, dq.primary_sum, dq.primary_moment, dq.old_sum, dq.old_moment)
+
+    def rescale(scale, stored):
+        return jnp.ones_like(scale), tuple(a * scale for a in stored)
+
+    scale, stored = jax.lax.cond(jnp.min(dq.scale) < 1e-6, rescale, lambda *a: a, dq.scale,
+                                 stored)
+    primary, ring, p_sum, p_moment, o_sum, o_moment = stored
+    return MineralState(dq.lag, primary, ring, dq.day, scale, dq.lag_sum, p_sum, p_moment,
+                        o_sum, o_moment, dq.last)
 
 
 def advance_day_queue(dq: DayQueue, leaving, state, cell_params: CellParameters,
                       params: MineralParameters):
     """:func:`update_mineral` on the :class:`DayQueue` form (equal to rounding); ``leaving``
     (n_elements,) is this day's row of :func:`split_queue`'s leaving bins. Returns (new day
-    form, (n_elements,) the stored bin that entered the older part)."""
-    K, lag, n_old = dq.young.shape[0], params.lag_days, old_bins(params)
+    form, (n_elements,) the stored bin that entered the secondary ring)."""
+    P, M = dq.primary.shape[0], old_bins(params)
     phi, r = _rates(state, cell_params)
     f = state.f_bm
-    keep = 1.0 - r / f
-    entering = jnp.where(dq.scale > 0, dq.young[-1] / jnp.where(dq.scale > 0, dq.scale, 1.0), 0.0)
-    young = jnp.concatenate([phi[None, :], dq.young[:lag], dq.young[lag:-1] * keep[None, :]])
-    scale = dq.scale * keep
-    old_sum = dq.old_sum - leaving + entering
+    scale = dq.scale * (1.0 - r / f)                # bins older than the lag lose r/f today
+    i_lag, out_of_lag = _oldest_row(dq.lag, dq.day)             # age lag − 1 → lag
+    i_primary, out_of_primary = _oldest_row(dq.primary, dq.day)  # age K − 1 → K (stored)
+    into_primary = jnp.where(scale > 0, out_of_lag / jnp.where(scale > 0, scale, 1.0), 0.0)
+    lag = jax.lax.dynamic_update_index_in_dim(dq.lag, phi, i_lag, axis=0)
+    primary = jax.lax.dynamic_update_index_in_dim(dq.primary, into_primary, i_primary, axis=0)
+    lag_sum = dq.lag_sum - out_of_lag + phi
+    kept = dq.primary_sum - out_of_primary          # ages lag..K−2, each a day older now
+    primary_moment = dq.primary_moment - (P - 1) * out_of_primary + kept
+    primary_sum = kept + into_primary
+    old_sum = dq.old_sum - leaving + out_of_primary
     decay = jnp.exp(-params.rate)
-    old_moment = decay * (dq.old_moment - leaving * decay ** (n_old - 1)) + entering
-    last = f + phi - r - (young.sum(axis=0) + old_sum * scale)
+    old_moment = decay * (dq.old_moment - leaving * decay ** (M - 1)) + out_of_primary
+    last = f + phi - r - (lag_sum + scale * (primary_sum + old_sum))
     last = jnp.where(last < 1e-13, 0.0, last)
-    law = mineral_law(jnp.arange(K, dtype=f.dtype), params)
-    mineral = (law @ young + scale * (params.v_max * old_sum
-                                      + _secondary_offset(params, K) * old_moment)
-               + params.v_max * last)
-    return DayQueue(young, old_sum, old_moment, scale, last, mineral), entering
+    new = DayQueue(lag, primary, dq.day + 1, scale, lag_sum, primary_sum, primary_moment,
+                   old_sum, old_moment, last, dq.mineral)
+    return replace(new, mineral=_content(new, params)), out_of_primary
 
 
 def mean_mineral_content(mineral: MineralState, f_bm,
                          params: MineralParameters = MINERAL_MARTINEZ_REINA_2019):
-    """Mean mineral volume fraction of the bone matrix, (n_elements,): Σ q_j v_m(j) / f_bm."""
-    return _bin_mineral(params, mineral.bins.dtype) @ mineral.bins / f_bm
+    """Mean mineral volume fraction of the bone matrix, (n_elements,): Σ q_j v_m(j) / f_bm (from
+    the queue's running sums)."""
+    return _content(mineral, params) / f_bm
 
 
 def ash_fraction(v_m, params: MineralParameters = MINERAL_MARTINEZ_REINA_2019):

@@ -223,7 +223,7 @@ def adaptive_interval(step: Callable, state, t, h_try, *, length: float, h_max: 
 
     def block(c, b):        # blocks of 8 attempts, so finished intervals skip them cheaply
         def inner(c, j):
-            i = b * 8 + j
+            i = 1 + b * 8 + j
             skip = done(c) | (i >= max_substeps)
             return jax.lax.cond(skip, lambda c: c,
                                 lambda c: attempt(c, i == max_substeps - 1), c), None
@@ -231,7 +231,12 @@ def adaptive_interval(step: Callable, state, t, h_try, *, length: float, h_max: 
         return jax.lax.cond(done(c), lambda c: c,
                             lambda c: jax.lax.scan(inner, c, jnp.arange(8))[0], c), None
 
-    c0 = (state, t, h_try, zero, zero, zero)
-    (state, _, h_try, n_acc, n_rej, n_forced), _ = jax.lax.scan(
-        block, c0, jnp.arange(-(-max_substeps // 8)))
+    # the first attempt runs unconditionally (most intervals end with it: a step of h_max
+    # accepted), the rest in blocks of 8 that a finished interval skips
+    c = attempt((state, t, h_try, zero, zero, zero), False)
+
+    def rest(c):
+        return jax.lax.scan(block, c, jnp.arange(-(-(max_substeps - 1) // 8)))[0]
+
+    state, _, h_try, n_acc, n_rej, n_forced = jax.lax.cond(done(c), lambda c: c, rest, c)
     return state, h_try, n_acc, n_rej, n_forced
