@@ -61,11 +61,19 @@ def _cpu() -> float:
 
 
 def run_one(bone: str, solver: str, years: float, protocol: str, build_h, out,
-            queue_days=None) -> dict:
-    """One remodelling run in this process; the figures as a dict."""
+            queue_days=None, cache=None) -> dict:
+    """One remodelling run in this process; the figures as a dict. ``cache``: the persistent
+    compilation cache folder ("off": none), as ``febone run`` uses it by default."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    cache_entries = None
+    if cache != "off":
+        from febone.compile_cache import enable_compilation_cache
+
+        folder = enable_compilation_cache(cache)
+        cache_entries = (sum(1 for _ in folder.iterdir()) if folder is not None and folder.exists()
+                         else None)
     from febone.remodel.coupling import FE_COUPLING
     from febone.remodel.model import daily_table
     from febone.remodel.settings import settings_for, step_schedule
@@ -110,6 +118,7 @@ def run_one(bone: str, solver: str, years: float, protocol: str, build_h, out,
             "outputs_s": t["output_seconds"],
             "output_s": t["output_seconds"] / max(n_out, 1), "total_s": res.wall_seconds,
             "fn_change_pct": fn, "cpu_s": _cpu(), "queue_days": settings.mineral_params.queue_days,
+            "cache_entries_before": cache_entries,
             "peak_rss_MB": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024.0, "load_end": _load()}
 
@@ -123,6 +132,8 @@ def _child(args, solver: str, years: float) -> dict:
         cmd += ["--out", args.out]
     if args.queue_days:
         cmd += ["--queue-days", str(args.queue_days)]
+    if args.compilation_cache:
+        cmd += ["--compilation-cache", args.compilation_cache]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"the {solver} run failed (exit {proc.returncode})")
@@ -144,13 +155,17 @@ def main(argv=None) -> int:
     ap.add_argument("--queue-days", type=int, default=None,
                     help="mineral age queue length, days (default 1000: 8 kB per element; "
                          "shorter for large meshes)")
+    ap.add_argument("--compilation-cache", default=None,
+                    help="persistent compilation cache folder, as febone run uses one (default: "
+                         "febone's user cache folder; 'off': none). A run on a cache that "
+                         "already holds the run's programs skips their compilation")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.build_h is not None and args.bones == "femur_fine_hex8":
         args.bones = f"femur_{args.build_h:g}mm_hex8"
     if args.one:
         r = run_one(args.bones, args.one, args.years, args.protocol, args.build_h, args.out,
-                    args.queue_days)
+                    args.queue_days, args.compilation_cache)
         print(json.dumps(r), flush=True)
         return 0
 
@@ -171,8 +186,8 @@ def main(argv=None) -> int:
         print(json.dumps(r), flush=True)
     print(f"\n| solver | bone | elements | dofs | years run | set-up (s) | step (s) | "
           f"output (s) | total for {args.years:g} y (s) | CPU (s) | peak RSS (MB) | bytes/dof | "
-          f"FN aBMD change (%) | load at end |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"FN aBMD change (%) | load at end | compilation cache entries before |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         scaled = (f" (scaled from {r['scaled_from_years']:g} y)"
                   if r["scaled_from_years"] else "")
@@ -181,7 +196,8 @@ def main(argv=None) -> int:
               f"{r['output_s']:.2f} | {r['total_10y_s']:.1f}{scaled} | {r['cpu_s']:.0f} | "
               f"{r['peak_rss_MB']:.0f} | "
               f"{1024 ** 2 * r['peak_rss_MB'] / r['dofs']:.0f} | "
-              f"{r['fn_change_pct'][-1]:+.3f} | {r['load_end']:.1f} |")
+              f"{r['fn_change_pct'][-1]:+.3f} | {r['load_end']:.1f} | "
+              f"{'off' if r['cache_entries_before'] is None else r['cache_entries_before']} |")
     if len(rows) == 2:
         a, b = rows
         print(f"\n# {a['solver']} / {b['solver']}: {b['total_10y_s'] / a['total_10y_s']:.1f}x "

@@ -35,7 +35,8 @@ from .homeostasis import steady_state
 from .mineral import (MineralState, advance_day_queue, check_layout, join_queue,
                       mean_mineral_content, old_bins, split_queue)
 from .parameters import CellParameters, MineralParameters, MINERAL_MARTINEZ_REINA_2019
-from .rosenbrock import TABLEAUS, adaptive_interval, block_jacobian, fixed_interval, rosenbrock_step
+from .rosenbrock import (TABLEAUS, adaptive_interval, block_jacobian, fixed_interval,
+                         rosenbrock_step, single_step_interval)
 
 logger = logging.getLogger(__name__)
 
@@ -208,33 +209,53 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
         step_fn = jax.checkpoint(step_fn)
     h_max = macro / n_sub
 
-    def interval(s, t, v, h_try):
+    # With adaptive steps of at most a day (dt = 1), a run of days is first crossed by one
+    # step a day (single_step_interval); only if some day of it was not one that the
+    # adaptive controller would have crossed in one step is the run redone adaptively. The
+    # result is the adaptive one either way, without the cost of the controller's machinery
+    # (its conditional attempts) on the days that need none.
+    fast_first = rtol is not None and n_sub == 1
+
+    def interval(s, t, v, h_try, fast):
         step_v = lambda s, t, h: step_fn(s, t, h, v)
         if rtol is None:
-            return fixed_interval(step_v, s, t, h_try, length=macro, n_sub=n_sub)
+            return fixed_interval(step_v, s, t, h_try, length=macro, n_sub=n_sub) + (False,)
+        if fast:
+            return single_step_interval(step_v, s, t, h_try, length=macro, rtol=rtol,
+                                        order=TABLEAUS[method].order, values=_pack)
         return adaptive_interval(step_v, s, t, h_try, length=macro, h_max=h_max, rtol=rtol,
                                  order=TABLEAUS[method].order, max_substeps=max_substeps,
-                                 values=_pack)
+                                 values=_pack) + (False,)
 
-    def macro_body(carry, leaving):  # one interval (a day with mineralisation); q: a DayQueue
-        s, q, t, h_try, stats = carry
+    def macro_body(carry, leaving, fast):  # one interval (a day with mineralisation)
+        s, q, t, h_try, stats = carry      # q: a DayQueue
         v_m = None if q is None else q.mineral / s.f_bm       # at the start of the day
         r0 = resorption_rate(s, params)
-        s, h_try, n_acc, n_rej, n_forced = interval(s, t, v_m, h_try)
+        s, h_try, n_acc, n_rej, n_forced, miss = interval(s, t, v_m, h_try, fast)
         t = t + macro
         entered = None
         if q is not None:
             q, entered = advance_day_queue(q, leaving, s, params, mineral_params)
         s = remodelling_space_update(s, r0, params, macro)
-        return (s, q, t, h_try, stats + jnp.stack([n_acc, n_rej, n_forced])), entered
+        counts = jnp.stack([n_acc, n_rej, n_forced, jnp.asarray(miss, jnp.int32)])
+        return (s, q, t, h_try, stats + counts), entered
 
     def run_days(carry, n):         # n intervals; the queue's day form lives only inside
         s, m, t, h_try, stats = carry
         q = leaving = None
         if m is not None:
             q, leaving = split_queue(m, mineral_params, n)
-        (s, q, t, h_try, stats), entered = jax.lax.scan(macro_body, (s, q, t, h_try, stats),
-                                                        leaving, length=n)
+
+        def days_as(fast):
+            return jax.lax.scan(lambda c, x: macro_body(c, x, fast), (s, q, t, h_try, stats),
+                                leaving, length=n)
+
+        if fast_first:              # (the queue's ring stays outside the conditional)
+            fast = days_as(True)
+            (s, q, t, h_try, stats), entered = jax.lax.cond(
+                fast[0][4][3] > stats[3], lambda: days_as(False), lambda: fast)
+        else:
+            (s, q, t, h_try, stats), entered = days_as(False)
         m = None if q is None else join_queue(m, q, entered, mineral_params)
         content = None if q is None else q.mineral     # mineral volume per element volume
         return (s, m, t, h_try, stats), content
@@ -258,7 +279,7 @@ def _simulate_core(params, state, const_drives, mineral, mineral_params, t0, *, 
         vm = None if m is None else content / s.f_bm
         return carry, (t, s, vm)
 
-    carry0 = (state, mineral, t0, jnp.asarray(h_max, dtype), jnp.zeros(3, jnp.int32))
+    carry0 = (state, mineral, t0, jnp.asarray(h_max, dtype), jnp.zeros(4, jnp.int32))
     (sN, mN, _, _, stats), (ts, states, vms) = jax.lax.scan(save_body, carry0, None,
                                                             length=n_saves)
     t_all = jnp.concatenate([t0[None], ts])

@@ -99,9 +99,10 @@ class MineralState:
         return self.bins.T
 
 
-_MINERAL_FIELDS = ["lag", "primary", "ring", "day", "scale", "lag_sum", "primary_sum",
-                   "primary_moment", "old_sum", "old_moment", "last"]
-jax.tree_util.register_dataclass(MineralState, data_fields=_MINERAL_FIELDS, meta_fields=[])
+jax.tree_util.register_dataclass(
+    MineralState, data_fields=["lag", "primary", "ring", "day", "scale", "lag_sum", "primary_sum",
+                               "primary_moment", "old_sum", "old_moment", "last"],
+    meta_fields=[])
 
 
 def _in_age_order(ring, day):
@@ -232,33 +233,22 @@ def old_bins(params: MineralParameters) -> int:
 
 @dataclass(frozen=True)
 class DayQueue:
-    """What the day loop of a run carries: :class:`MineralState` without its secondary ring
-    (whose leaving rows :func:`split_queue` gathers at the start of the run, and whose entering
-    rows :func:`join_queue` writes back at its end), plus the running mineral content, so
-    nothing of size queue_days is carried by the day loop (it would be copied every day, and
-    kept per day in reverse mode).
+    """What the day loop of a run carries: the :class:`MineralState` without its secondary
+    ring (``queue.ring`` has no rows: :func:`split_queue` gathers the ring's leaving rows at the
+    start of the run and :func:`join_queue` writes the entering ones back at its end), plus the
+    running mineral content, so nothing of size queue_days is carried by the day loop (it would
+    be copied every day, and kept per day in reverse mode).
 
-    Attributes: lag (lag_days, n_elements), primary (K − lag, n_elements) rings; day () int32;
-    scale, lag_sum, primary_sum, primary_moment, old_sum, old_moment, last, mineral
-    (n_elements,), ``mineral`` the mineral volume per element volume.
+    Attributes:
+        queue: :class:`MineralState` with a (0, n_elements) ring.
+        mineral: (n_elements,) mineral volume per element volume.
     """
 
-    lag: jax.Array
-    primary: jax.Array
-    day: jax.Array
-    scale: jax.Array
-    lag_sum: jax.Array
-    primary_sum: jax.Array
-    primary_moment: jax.Array
-    old_sum: jax.Array
-    old_moment: jax.Array
-    last: jax.Array
+    queue: MineralState
     mineral: jax.Array
 
 
-_DAY_FIELDS = [f for f in _MINERAL_FIELDS if f != "ring"]
-jax.tree_util.register_dataclass(DayQueue, data_fields=_DAY_FIELDS + ["mineral"],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(DayQueue, data_fields=["queue", "mineral"], meta_fields=[])
 
 
 def _secondary_offset(params: MineralParameters, K: int):
@@ -267,9 +257,8 @@ def _secondary_offset(params: MineralParameters, K: int):
         -params.rate * (K - params.lag_days - params.primary_days))
 
 
-def _content(q, params: MineralParameters):
-    """(n_elements,) mineral volume per element volume, Σ_j q_j v_m(j), from the running sums of
-    a :class:`MineralState` or :class:`DayQueue`."""
+def _content(q: MineralState, params: MineralParameters):
+    """(n_elements,) mineral volume per element volume, Σ_j q_j v_m(j), from the running sums."""
     K = params.lag_days + q.primary.shape[0]
     return (q.scale * (params.v_primary / params.primary_days * q.primary_moment
                        + params.v_max * q.old_sum + _secondary_offset(params, K) * q.old_moment)
@@ -294,7 +283,7 @@ def split_queue(mineral: MineralState, params: MineralParameters, n_days: int):
     if not 0 < n_days <= M:
         raise ValueError(f"a day-queue run covers 1..{M} days; got {n_days}")
     m = mineral
-    dq = DayQueue(*(getattr(m, f) for f in _DAY_FIELDS), _content(m, params))
+    dq = DayQueue(replace(m, ring=m.ring[:0]), _content(m, params))
     return dq, jnp.take(m.ring, (m.day + jnp.arange(n_days)) % M, axis=0)
 
 
@@ -306,16 +295,17 @@ def join_queue(mineral: MineralState, dq: DayQueue, entered,
     scale 1 (one pass)."""
     M, n = mineral.ring.shape[0], entered.shape[0]
     ring = mineral.ring.at[(mineral.day + jnp.arange(n)) % M].set(entered)
-    stored = (dq.primary, ring, dq.primary_sum, dq.primary_moment, dq.old_sum, dq.old_moment)
+    q = dq.queue
+    stored = (q.primary, ring, q.primary_sum, q.primary_moment, q.old_sum, q.old_moment)
 
     def rescale(scale, stored):
         return jnp.ones_like(scale), tuple(a * scale for a in stored)
 
-    scale, stored = jax.lax.cond(jnp.min(dq.scale) < 1e-6, rescale, lambda *a: a, dq.scale,
+    scale, stored = jax.lax.cond(jnp.min(q.scale) < 1e-6, rescale, lambda *a: a, q.scale,
                                  stored)
     primary, ring, p_sum, p_moment, o_sum, o_moment = stored
-    return MineralState(dq.lag, primary, ring, dq.day, scale, dq.lag_sum, p_sum, p_moment,
-                        o_sum, o_moment, dq.last)
+    return replace(q, primary=primary, ring=ring, scale=scale, primary_sum=p_sum,
+                   primary_moment=p_moment, old_sum=o_sum, old_moment=o_moment)
 
 
 def advance_day_queue(dq: DayQueue, leaving, state, cell_params: CellParameters,
@@ -323,27 +313,28 @@ def advance_day_queue(dq: DayQueue, leaving, state, cell_params: CellParameters,
     """:func:`update_mineral` on the :class:`DayQueue` form (equal to rounding); ``leaving``
     (n_elements,) is this day's row of :func:`split_queue`'s leaving bins. Returns (new day
     form, (n_elements,) the stored bin that entered the secondary ring)."""
-    P, M = dq.primary.shape[0], old_bins(params)
+    q = dq.queue
+    P, M = q.primary.shape[0], old_bins(params)
     phi, r = _rates(state, cell_params)
     f = state.f_bm
-    scale = dq.scale * (1.0 - r / f)                # bins older than the lag lose r/f today
-    i_lag, out_of_lag = _oldest_row(dq.lag, dq.day)             # age lag − 1 → lag
-    i_primary, out_of_primary = _oldest_row(dq.primary, dq.day)  # age K − 1 → K (stored)
+    scale = q.scale * (1.0 - r / f)                # bins older than the lag lose r/f today
+    i_lag, out_of_lag = _oldest_row(q.lag, q.day)             # age lag − 1 → lag
+    i_primary, out_of_primary = _oldest_row(q.primary, q.day)  # age K − 1 → K (stored)
     into_primary = jnp.where(scale > 0, out_of_lag / jnp.where(scale > 0, scale, 1.0), 0.0)
-    lag = jax.lax.dynamic_update_index_in_dim(dq.lag, phi, i_lag, axis=0)
-    primary = jax.lax.dynamic_update_index_in_dim(dq.primary, into_primary, i_primary, axis=0)
-    lag_sum = dq.lag_sum - out_of_lag + phi
-    kept = dq.primary_sum - out_of_primary          # ages lag..K−2, each a day older now
-    primary_moment = dq.primary_moment - (P - 1) * out_of_primary + kept
+    lag = jax.lax.dynamic_update_index_in_dim(q.lag, phi, i_lag, axis=0)
+    primary = jax.lax.dynamic_update_index_in_dim(q.primary, into_primary, i_primary, axis=0)
+    lag_sum = q.lag_sum - out_of_lag + phi
+    kept = q.primary_sum - out_of_primary          # ages lag..K−2, each a day older now
+    primary_moment = q.primary_moment - (P - 1) * out_of_primary + kept
     primary_sum = kept + into_primary
-    old_sum = dq.old_sum - leaving + out_of_primary
+    old_sum = q.old_sum - leaving + out_of_primary
     decay = jnp.exp(-params.rate)
-    old_moment = decay * (dq.old_moment - leaving * decay ** (M - 1)) + out_of_primary
+    old_moment = decay * (q.old_moment - leaving * decay ** (M - 1)) + out_of_primary
     last = f + phi - r - (lag_sum + scale * (primary_sum + old_sum))
     last = jnp.where(last < 1e-13, 0.0, last)
-    new = DayQueue(lag, primary, dq.day + 1, scale, lag_sum, primary_sum, primary_moment,
-                   old_sum, old_moment, last, dq.mineral)
-    return replace(new, mineral=_content(new, params)), out_of_primary
+    new = MineralState(lag, primary, q.ring, q.day + 1, scale, lag_sum, primary_sum,
+                       primary_moment, old_sum, old_moment, last)
+    return DayQueue(new, _content(new, params)), out_of_primary
 
 
 def mean_mineral_content(mineral: MineralState, f_bm,

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Tableau", "TABLEAUS", "lu4", "solve4", "block_jacobian", "rosenbrock_step",
-           "fixed_interval", "adaptive_interval"]
+           "fixed_interval", "error_ratio", "single_step_interval", "adaptive_interval"]
 
 
 class Tableau(NamedTuple):
@@ -180,6 +180,28 @@ def fixed_interval(step: Callable, state, t, h_try, *, length: float, n_sub: int
     return state, h_try, jnp.asarray(n_sub, jnp.int32), zero, zero
 
 
+def error_ratio(y, y_new, e, rtol: float):
+    """Largest ratio of the error estimate ``e`` to ``rtol`` times the larger of |y| and
+    |y_new| (all (n, 4)); a step is accepted when it is ≤ 1 (not differentiated)."""
+    scale = rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_new)) + jnp.finfo(y.dtype).tiny
+    return jax.lax.stop_gradient(jnp.max(jnp.abs(e) / scale))
+
+
+def single_step_interval(step: Callable, state, t, h_try, *, length: float, rtol: float,
+                         order: int, values: Callable):
+    """Cross ``[t, t + length]`` by one step, as :func:`adaptive_interval` does when its first
+    attempt is a full step that is accepted and keeps the next step size at ``length``
+    (``h_try == length`` and an error ratio ≤ 0.9^order, below which the controller does not
+    shrink the step). Returns :func:`adaptive_interval`'s outputs and ``miss``, a bool: the
+    interval is not one that :func:`adaptive_interval` would have crossed this way (then
+    its result must be taken instead)."""
+    one, zero = jnp.ones((), jnp.int32), jnp.zeros((), jnp.int32)
+    s_new, e = step(state, t, jnp.asarray(length, h_try.dtype))
+    err = error_ratio(values(state), values(s_new), e, rtol)
+    miss = (err > 0.9 ** order) | (h_try != length)
+    return s_new, h_try, one, zero, zero, miss
+
+
 def adaptive_interval(step: Callable, state, t, h_try, *, length: float, h_max: float,
                       rtol: float, order: int, max_substeps: int, values: Callable):
     """Cross ``[t, t + length]`` by steps of ``step(state, t, h)`` accepted when the error
@@ -206,9 +228,7 @@ def adaptive_interval(step: Callable, state, t, h_try, *, length: float, h_max: 
         remaining = t_end - tc
         h = jnp.where(last, remaining, jnp.minimum(h_try, remaining))
         s_new, e = step(s, tc, h)
-        y, y_new = values(s), values(s_new)
-        scale = rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_new)) + jnp.finfo(y.dtype).tiny
-        err = jax.lax.stop_gradient(jnp.max(jnp.abs(e) / scale))
+        err = error_ratio(values(s), values(s_new), e, rtol)
         ok = err <= 1.0
         accept = ok | last
         fac = jnp.clip(0.9 * jnp.maximum(err, 1e-10) ** (-1.0 / order), 0.2, 5.0)

@@ -108,7 +108,6 @@ class RemodelResult:
 _OK, _NAN, _OUTSIDE, _FE = 0, 1, 2, 3
 
 
-@partial(jax.jit, static_argnames=("n_days",))
 def _step(model, phys, state, drives, load_factor, t0, *, n_days):
     """One step on days t0 .. t0 + n_days − 1 of the whole-run daily inputs (device arrays,
     sliced here so that nothing moves between host and device); returns the new state and an
@@ -124,6 +123,10 @@ def _step(model, phys, state, drives, load_factor, t0, *, n_days):
     return new, code.astype(jnp.int32)
 
 
+#: :func:`_step` compiled with its input state donated: its buffers (the mineral queue's above
+#: all) become the output's instead of being copied every step
+_step_donating = jax.jit(_step, static_argnames=("n_days",), donate_argnames=("state",))
+_copy_state = jax.jit(lambda state: jax.tree_util.tree_map(jnp.copy, state))
 _initial_state = jax.jit(initial_state)
 
 #: The precision modes a remodelling run accepts (:func:`run_precision`).
@@ -501,7 +504,7 @@ def remodel(mesh: Mesh, inputs, *, years: float, settings: RemodelSettings = Rem
     pending = None                   # the last dispatched step, checked while the next runs
     for k in range(run.step0, n_steps):
         t_step = time.perf_counter()
-        state, new_pending = run.dispatch(state, n_hist + k)
+        state, new_pending = run.dispatch(state, n_hist + k, donate=k > run.step0)
         if pending is not None:
             run.check(pending)
             if progress is not None:
@@ -620,11 +623,15 @@ class _Run:
                      "n_elements": mesh.n_elements, "n_dofs": mesh.n_dofs, "timing": timing,
                      **(description or {})}
 
-    def dispatch(self, state, k):
-        """Step k of the calendar (history steps first), dispatched: ``(state, (k, code))``."""
+    def dispatch(self, state, k, donate: bool = False):
+        """Step k of the calendar (history steps first), dispatched: ``(state, (k, code))``.
+        ``donate``: ``state`` belongs to this loop alone (a previous step's output), and its
+        buffers may become the new state's."""
         drives, lf, starts = self.days_dev
-        new, code = _step(self.model, self.phys, state, drives, lf, starts[k],
-                          n_days=self.n_days(k))
+        if not donate:               # (one compiled step: a state held elsewhere is copied)
+            state = _copy_state(state)
+        new, code = _step_donating(self.model, self.phys, state, drives, lf, starts[k],
+                                   n_days=self.n_days(k))
         return new, (k, code)
 
     def n_days(self, k: int) -> int:
@@ -652,8 +659,8 @@ class _Run:
     def advance(self, state, ks):
         """Steps ``ks`` one after the other, each checked while the next one runs."""
         pending = None
-        for k in ks:
-            state, new_pending = self.dispatch(state, k)
+        for i, k in enumerate(ks):
+            state, new_pending = self.dispatch(state, k, donate=i > 0)
             if pending is not None:
                 self.check(pending)
             pending = new_pending
