@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from febone.remodel.cells import rhs_jacobian
+from febone.remodel.mineral import from_bins
 from febone.remodel import (DENOSUMAB_MARTINEZ_REINA_2019, MARTINEZ_REINA_2019,
                             MINERAL_MARTINEZ_REINA_2019, PIVONKA_2008, CellModelError, CellState,
                             Drives, MineralParameters, ash_fraction, concentration_pM,
@@ -334,6 +335,11 @@ def test_stationary_queue_is_a_fixed_point_and_conserves_volume():
     m0 = init_mineral(s, MR, MP)
     m1 = update_mineral(m0, s, MR, MP)
     np.testing.assert_allclose(m1.queue, m0.queue, rtol=1e-12, atol=1e-18)
+    # the closed-form running sums of init_mineral equal the sums of its bins
+    summed = from_bins(m0.bins, MP)
+    for name in ("lag_sum", "primary_sum", "primary_moment", "old_sum", "old_moment", "last"):
+        np.testing.assert_allclose(getattr(m0, name), getattr(summed, name), rtol=1e-12,
+                                   atol=1e-18, err_msg=name)
     np.testing.assert_allclose(m0.queue.sum(axis=1), F3, rtol=1e-12)
     # fully mineralised bone: ash fraction ρ_m v_max/(ρ_m v_max + ρ_o v_o), tissue density
     # 1 + 2.2·0.442 + 0.1·3/7 = 2.015 g/cm³
