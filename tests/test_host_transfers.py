@@ -61,7 +61,7 @@ def test_remodel_steps_and_refreshes_move_nothing_between_host_and_device(monkey
     cache = {}
     plain = simulation.remodel(mesh, inputs, years=0.5, settings=settings, cache=cache,
                                refresh=False)
-    monkeypatch.setattr(simulation, "_step", guarded(simulation._step, "step"))
+    monkeypatch.setattr(simulation, "_step_donating", guarded(simulation._step_donating, "step"))
     monkeypatch.setattr(amg_refresh, "refresh", guarded(amg_refresh.refresh, "refresh"))
     fresh = simulation.remodel(mesh, inputs, years=0.5, settings=settings, cache=cache)
     assert calls == {"step": 6, "refresh": 2}       # every step; the refresh at every output
@@ -78,14 +78,14 @@ def test_remodel_steps_and_refreshes_move_nothing_between_host_and_device(monkey
     # progress reports only the steps before it
     from febone.remodel.cells import CellModelError
 
-    dispatched, reported, step = [], [], simulation._step
+    dispatched, reported, step = [], [], simulation._step_donating
 
     def failing(*args, **kw):
         new, code = step(*args, **kw)
         dispatched.append(1)
         return new, (jnp.full_like(code, simulation._OUTSIDE) if len(dispatched) == 4 else code)
 
-    monkeypatch.setattr(simulation, "_step", failing)
+    monkeypatch.setattr(simulation, "_step_donating", failing)
     with pytest.raises(CellModelError, match=r"BV/TV left \(0, 1\] at day 122 "):
         simulation.remodel(mesh, inputs, years=0.5, settings=settings, cache=cache,
                            progress=lambda k, n, rec: reported.append(k))
