@@ -139,6 +139,44 @@ def test_cli_run_solver_flag(bar_runs, tmp_path):
     assert d["relative"] <= TOL["relative"] and d["change_pct"] <= TOL["change_pct"], d
 
 
+def test_kept_hierarchy_changes_only_the_cg_iterates(monkeypatch):
+    """``febone run``'s loop keeps each voxel case's multigrid hierarchy, set up from the moduli
+    of time 0 and refreshed at every output, instead of setting it up inside every solve (as the
+    study and a run with ``refresh=False`` do): the preconditioner only, so the answers agree
+    within the solvers' tolerance, while the bone changes by far more."""
+    from types import SimpleNamespace
+
+    from febone.remodel import Drives, simulation, voxel_case
+
+    mesh = fb.box_mesh((3, 3, 12), size=(3.0, 3.0, 12.0))
+    z = mesh.points[:, 2]
+    zc = mesh.points[mesh.cells].mean(axis=1)[:, 2]
+    mesh = replace(mesh, point_data={"face_min": (z == z.min()).astype(np.uint8),
+                                     "face_max": (z == z.max()).astype(np.uint8)},
+                   cell_data={"density_g_cm3": 0.3 + 0.05 * zc})
+    days = int(step_schedule(0.5, 12)[-1])
+    inputs = SimpleNamespace(drives=Drives(P_RANKL=np.full(days, 150.0)),
+                             load_factor=np.full(days, 0.8))
+    settings = RemodelSettings(habitual=(HabitualLoad("compression", 1.0, 0.05),), nu=0.3,
+                               strength_cases=("compression",), strength_methods=("pistoia",),
+                               solver="voxel", output_interval_years=0.25)
+    kept = []
+    keep = voxel_case.with_hierarchy
+    monkeypatch.setattr(voxel_case, "with_hierarchy",
+                        lambda c, E, nu, solver: kept.append(E) or keep(c, E, nu, solver))
+    fresh = simulation.remodel(mesh, inputs, years=0.5, settings=settings)
+    plain = simulation.remodel(mesh, inputs, years=0.5, settings=settings, refresh=False)
+    assert len(kept) == 3                 # time 0 and the two outputs, nothing without refresh
+    E0, E1 = np.asarray(kept[0]), np.asarray(kept[-1])
+    assert np.max(np.abs(E1 / E0 - 1.0)) > 0.01            # refreshed for the new moduli
+    bvtv = lambda res: np.array([r["mean_bvtv"] for r in res.records])  # noqa: E731
+    assert bvtv(fresh)[-1] < 0.99 * bvtv(fresh)[0]
+    np.testing.assert_allclose(bvtv(fresh), bvtv(plain), rtol=TOL["relative"])
+    np.testing.assert_allclose(fresh.density, plain.density, rtol=TOL["relative"])
+    k = lambda res: [r["stiffness_N_per_mm"]["compression"] for r in res.records]  # noqa: E731
+    np.testing.assert_allclose(k(fresh), k(plain), rtol=TOL["relative"])
+
+
 @pytest.fixture(scope="module")
 def coarse_femur():
     return fb.read_mesh(bundled_path("femur_coarse_hex8"))

@@ -11,13 +11,17 @@ permutes in and out (two gathers), so outputs, checkpoints and ``--resume`` are 
 unstructured path.
 
 No host work in the loop: the geometric-multigrid hierarchy (Galerkin coarse operators,
-Chebyshev bounds, coarse inverse) is set up again from the current moduli inside every
-compiled solve (:func:`febone.voxel.solve_voxel`, :func:`febone.voxel.multigrid.setup_multigrid`),
-on the device; gradients pass through the solve by implicit differentiation.
+Chebyshev bounds, coarse inverse) is set up on the device from the moduli, either inside every
+compiled solve (:func:`febone.voxel.solve_voxel`, :func:`febone.voxel.multigrid.setup_multigrid`;
+a case without a kept hierarchy: the differentiable study) or once per output
+(:func:`with_hierarchy`: ``febone run``'s loop keeps each case's hierarchy and refreshes it at
+its outputs, as it refreshes the unstructured path's AMG); gradients pass through the solve by
+implicit differentiation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +34,10 @@ from ..voxel.fields import voxel_fields
 from ..voxel.from_mesh import MeshGrid
 from ..voxel.grid import VoxelModel
 from ..voxel.operator import apply_stiffness, element_energy, element_stiffness
-from ..voxel.solve import VoxelPCG, solve_voxel
+from ..voxel.solve import VoxelPCG, solve_voxel, voxel_hierarchy
 
 __all__ = ["VoxelCase", "pose_voxel_case", "voxel_solve", "voxel_stiffness", "voxel_sed",
-           "voxel_von_mises", "COARSE_NODES"]
+           "voxel_von_mises", "with_hierarchy", "COARSE_NODES"]
 
 #: coarsest multigrid level of the loop's voxel models: at most this many nodes (its dense
 #: inverse is recomputed at every solve, O((3n)³); the strength engine's choice,
@@ -57,6 +61,8 @@ class VoxelCase:
         axis: load axis (0, 1, 2; static); sign: +1/−1 so the measured force is positive.
         weight: share of the daily loading (habitual cases; static).
         force_N: target force, N.
+        hierarchy: multigrid data kept between solves (:func:`with_hierarchy`), or ``None``:
+            set up from the current moduli inside every solve.
     """
 
     model: VoxelModel
@@ -71,6 +77,7 @@ class VoxelCase:
     sign: float = field(metadata=dict(static=True))
     weight: float = field(metadata=dict(static=True))
     force_N: jax.Array
+    hierarchy: object = None
 
     @property
     def volumes(self) -> jax.Array:
@@ -122,8 +129,22 @@ def voxel_solve(c: VoxelCase, E, nu, u0, solver: VoxelPCG):
         ``(u, converged)``: (n_nodes, 3) mm in the mesh's numbering, bool scalar.
     """
     sol = solve_voxel(c.model, E[c.voxel_to_element], c.bcs, nu=nu, solver=solver,
-                      u0=u0[c.grid_to_node], throw=False)
+                      u0=u0[c.grid_to_node], throw=False, hierarchy=c.hierarchy)
     return sol.u[c.node_to_grid], sol.stats.converged
+
+
+def with_hierarchy(c: VoxelCase, E, nu, solver: VoxelPCG) -> VoxelCase:
+    """``c`` keeping the multigrid hierarchy of the moduli ``E`` ((n_elements,) MPa, mesh
+    order; their dtype is the solves' precision) for its later solves (on the device; one
+    compiled set-up, the same shapes at every refresh). A solve with a kept hierarchy differs
+    from one set up from its own moduli only in the CG iterates, within the solver's
+    tolerance."""
+    return replace(c, hierarchy=_set_up(replace(c, hierarchy=None), E, nu, solver))
+
+
+@partial(jax.jit, static_argnames=("solver",))
+def _set_up(c: VoxelCase, E, nu, solver: VoxelPCG):
+    return voxel_hierarchy(c.model, E[c.voxel_to_element], nu, c.bcs.fixed, solver, E.dtype)
 
 
 def voxel_stiffness(c: VoxelCase, E, nu, u):

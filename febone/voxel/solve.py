@@ -28,7 +28,8 @@ from .grid import VoxelGrid, VoxelModel
 from .multigrid import Multigrid, setup_multigrid, vcycle
 from .operator import apply_stiffness, element_stiffness, stiffness_diagonal
 
-__all__ = ["VoxelPCG", "solve_voxel", "voxel_reactions", "compile_voxel_solve", "resolve_precision"]
+__all__ = ["VoxelPCG", "solve_voxel", "voxel_reactions", "compile_voxel_solve", "resolve_precision",
+           "voxel_hierarchy"]
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,45 @@ def _progress_callback(k, rel):
         _PROGRESS[-1](k, rel)
 
 
-def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke, setup_dtype):
+def _multigrid_options(solver: VoxelPCG, dtype) -> Multigrid:
+    """The solver's multigrid options at the preconditioner's working precision ``dtype``."""
+    mg_opts = solver.multigrid
+    if mg_opts.dtype != "float32" and dtype == jnp.float32:
+        mg_opts = replace(mg_opts, dtype="float32")
+    return mg_opts
+
+
+def voxel_hierarchy(model: VoxelModel, E, nu, fixed, solver: VoxelPCG, dtype):
+    """The multigrid data (:class:`~febone.voxel.multigrid.MultigridData`) that a solve with
+    ``solver`` sets up for the moduli ``E``, for passing to later solves as ``hierarchy=``
+    (traceable; runs on the device). ``None`` when the solver does not precondition with
+    multigrid.
+
+    Args:
+        model: :class:`VoxelModel`.
+        E: (n_voxels,) moduli, MPa.
+        nu: Poisson's ratio.
+        fixed: (n_nodes, 3) bool, the prescribed dofs (``bcs.fixed``).
+        solver: :class:`VoxelPCG` of the later solves.
+        dtype: the solves' precision (float64, or float32 in the float32 mode).
+    """
+    if solver.preconditioner != "multigrid":
+        return None
+    fixed = jnp.asarray(fixed)
+    if solver.mixed_precision:                     # the float32 inner iterations' hierarchy
+        return setup_multigrid(model, jax.lax.stop_gradient(E).astype(jnp.float32), nu, fixed,
+                               _multigrid_options(solver, jnp.float32), setup_dtype=dtype)
+    return setup_multigrid(model, jnp.asarray(E, dtype), nu, fixed,
+                           _multigrid_options(solver, dtype), setup_dtype=dtype)
+
+
+def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke, setup_dtype,
+                    hierarchy=None):
     free = ~fixed
     if solver.preconditioner == "multigrid":
-        mg_opts = solver.multigrid
-        if mg_opts.dtype != "float32" and dtype == jnp.float32:
-            mg_opts = replace(mg_opts, dtype="float32")
-        mg = setup_multigrid(model, E, nu, fixed, mg_opts, setup_dtype=setup_dtype)
+        mg_opts = _multigrid_options(solver, dtype)
+        mg = (setup_multigrid(model, E, nu, fixed, mg_opts, setup_dtype=setup_dtype)
+              if hierarchy is None else hierarchy)
 
         def apply(r):
             z = vcycle(model, mg, jnp.where(free, r, 0.0), mg_opts)
@@ -147,7 +180,7 @@ def _preconditioner(model, E, nu, fixed, solver: VoxelPCG, dtype, Ke, setup_dtyp
 
 
 def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: VoxelPCG,
-                throw: bool):
+                throw: bool, hierarchy=None):
     dtype = u0.dtype  # the precision mode's (float64, or float32 in float32 mode)
     fixed = jnp.asarray(fixed)
     free = ~fixed
@@ -169,7 +202,8 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
     monitor = throttled(_progress_callback) if solver.progress else None
     krylov = partial(pcg, flexible=solver.flexible, monitor=monitor)
     if not solver.mixed_precision:
-        precondition = _preconditioner(model, E, nu, fixed, solver, dtype, Ke, dtype)
+        precondition = _preconditioner(model, E, nu, fixed, solver, dtype, Ke, dtype,
+                                       hierarchy)
 
         def cg(matvec, b):
             return krylov(matvec, b, precondition, x0, rtol=solver.rtol, atol=solver.atol,
@@ -179,7 +213,7 @@ def _solve_impl(model: VoxelModel, E, nu, fixed, values, forces, u0, solver: Vox
         E_lo = jax.lax.stop_gradient(E).astype(lo)
         Ke_lo = element_stiffness(model.voxel_size, jax.lax.stop_gradient(nu), lo, model.frame)
         precondition = _preconditioner(model, E_lo, nu, fixed, solver, lo, Ke_lo,
-                                       dtype)
+                                       dtype, hierarchy)
 
         def op_lo(x):
             return jnp.where(free, apply_stiffness(fine, Ke_lo, E_lo, jnp.where(free, x, 0.0)), x)
@@ -269,7 +303,8 @@ def resolve_precision(solver: VoxelPCG | None, precision) -> tuple[VoxelPCG, Pre
 
 def solve_voxel(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
                 solver: VoxelPCG | None = None, u0=None, throw: bool = True,
-                grid: VoxelGrid | None = None, precision: str | None = None) -> Solution:
+                grid: VoxelGrid | None = None, precision: str | None = None,
+                hierarchy=None) -> Solution:
     """Solve K(E) u = f on a voxel model.
 
     Args:
@@ -289,6 +324,9 @@ def solve_voxel(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
         precision: ``"float64"`` (rtol ≥ 1e-12), ``"mixed"`` (float32 iterations, float64
             answers; rtol ≥ 1e-12) or ``"float32"`` (rtol ≥ 1e-5); see
             :mod:`febone.precision`. ``None``: from the solver and JAX's x64 setting.
+        hierarchy: multigrid data set up earlier (:func:`voxel_hierarchy`, e.g. for the
+            moduli of a while ago) instead of setting it up from ``E`` inside the solve: the
+            preconditioner only, so the answer is the same to the CG tolerance.
 
     Returns:
         :class:`febone.Solution` with ``u: (n_nodes, 3)`` mm (components x, y, z), in the
@@ -305,7 +343,8 @@ def solve_voxel(model: VoxelModel, E, bcs: BoundaryConditions, *, nu=0.3,
     start = time.perf_counter()
     with _progress_display(solver.progress and not traced):
         u, info = _solve_compiled(model, E, jnp.asarray(nu, dtype), bcs.fixed, bcs.values,
-                                  bcs.forces, u0, solver=solver, throw=throw)
+                                  bcs.forces, u0, solver=solver, throw=throw,
+                                  hierarchy=hierarchy)
         if not traced:
             u.block_until_ready()
     return _finish(u, info, solver, throw, traced, start, dtype, model)
