@@ -172,7 +172,9 @@ def test_a_left_femur_remodels_as_the_mirror_of_the_right(femur):
     from febone.remodel.settings import RemodelSettings, calendar
     from febone.remodel.simulation import remodel
 
-    settings = RemodelSettings(steps_per_year=4)
+    # the sideways fall, the case whose pose is mirrored (stance's mirroring:
+    # tests/test_silent_answers.py)
+    settings = RemodelSettings(steps_per_year=4, strength_cases=("sideways-fall",))
     patient = Patient.create(age_years=55.0, menopause_age_years=50.0)
     n_days = int(calendar(1.0, settings)[0][-1])
     inputs = daily_table(patient, (), FE_COUPLING, n_days)

@@ -60,7 +60,7 @@ class ScenarioResult:
 
 def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
                  coupling=None, devices=None, precision: str | None = None,
-                 **settings_overrides) -> ScenarioResult:
+                 refresh: bool = True, **settings_overrides) -> ScenarioResult:
     """Simulate every arm of ``scenario`` on its bone.
 
     Args:
@@ -88,6 +88,10 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
             each reaches, measured, in :mod:`febone.precision`
             (:data:`~febone.precision.RUN_TOLERANCES`). Recorded in the summary
             (``"precision"``).
+        refresh: refresh the habitual cases' preconditioners for the current moduli at every
+            output (:func:`~.simulation.remodel`; changes the CG iterates only). ``False``:
+            the AMG hierarchies of the baseline moduli throughout, and voxel multigrid set up
+            inside every solve, as the differentiable study does.
         settings_overrides: fields of :class:`RemodelSettings` to override (e.g.
             ``preconditioner="jacobi"``).
 
@@ -121,7 +125,7 @@ def run_scenario(scenario, *, out_dir=None, resume: bool = False, progress=None,
                    out_dir=out_dir, resume=resume, progress=cb,
                    description={"arm": arm.name, "bone": str(path)}, history_years=history,
                    baseline_abmd=dict(getattr(arm.bone, "baseline_abmd", ())),
-                   precision=mode.name)
+                   precision=mode.name, refresh=refresh)
         if devices is None:
             arms[arm.name] = remodel(meshes[path], cache=cache, **run)
         else:       # arms that can share one batch: the same bone, settings and calendar
