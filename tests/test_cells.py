@@ -174,6 +174,7 @@ def test_vmap_over_problems_equals_a_loop():
         np.testing.assert_allclose([vf[i], vo[i]], [lf, lo], rtol=1e-10)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_gradient_of_bvtv_matches_central_differences():
     """d(BV/TV, mean mineral content after 120 days of PMO)/d D_OCp through the steady state, the

@@ -159,6 +159,7 @@ def test_run_bone_in_metres_is_refused_without_pixel_mm(femur, tmp_path, capsys)
     assert "in m it would span" in err and "to_mm(" in err and "pixel_mm" not in err
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_a_left_femur_remodels_as_the_mirror_of_the_right(femur):
     """A left femur (the bundled right one mirrored in x) is loaded as the mirror of the right

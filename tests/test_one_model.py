@@ -79,6 +79,7 @@ def test_fracture_loads_agree(six_months):
                                f_run, rtol=0.02)
 
 
+@pytest.mark.heavy
 def test_sensitivity_reports_the_run_baseline_and_duration(tmp_path):
     """``febone sensitivity SCENARIO.toml`` and ``febone run SCENARIO.toml``: the same duration
     and the same baseline sideways-fall fracture load (exact Pistoia) and stiffness."""

@@ -182,6 +182,7 @@ def coarse_femur():
     return fb.read_mesh(bundled_path("femur_coarse_hex8"))
 
 
+@pytest.mark.heavy
 def test_coarse_femur_voxel_loop_equals_unstructured(coarse_femur):
     """Three monthly steps after menopause on the bundled coarse femur (5,157 elements, 20k
     dofs), an output every step (densitometry, Pistoia load of the sideways fall):

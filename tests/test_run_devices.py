@@ -234,6 +234,7 @@ print(json.dumps({"process": me, "processes": jax.process_count(),
 """
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_two_processes_run_the_arms_of_one_batch(runs, tmp_path):
     """Two processes of two CPU devices each joined by jax.distributed (the environment of

@@ -18,6 +18,7 @@ from febone.study.scenario import DEFAULT_PARAMETERS
 MONTH = str(30 / 365.25)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_default_study_json_check_and_tornado(tmp_path, capsys):
     out_json, out_dir = tmp_path / "s.json", tmp_path / "figs"

@@ -155,6 +155,7 @@ def test_bad_inputs(one_step):
         build_study(_specimen(), WOMAN, AI, history_years=0.0, years=0.0, settings=_settings())
 
 
+@pytest.mark.heavy
 def test_relayed_adjoints_give_the_same_gradient():
     """Three monthly steps with the adjoint FE solves warm-started from the next step's (the
     default) and from zero: the same value, and the same gradient to 1e-6 relative (both solves
@@ -208,6 +209,7 @@ def test_multi_year_run_gradients():
     assert grad["coupling:P_RANKL_E2"] < 0
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_gradient_memory_grows_by_one_carry_per_step():
     """XLA's compiled memory of the reverse pass for N and 2N steps (one checkpoint per step):
