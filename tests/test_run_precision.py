@@ -82,6 +82,7 @@ def runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mixed", "float32"])
 def test_run_in_each_mode_equals_float64_to_its_tolerance(runs, mode):

@@ -172,6 +172,7 @@ def test_relayed_adjoints_give_the_same_gradient():
         assert abs(float(g1[n])) > 1e-6 * float(v1)
 
 
+@pytest.mark.heavy
 def test_forward_mode_without_the_relay_equals_reverse_mode(one_step):
     """jax.jvp through a run (StudySettings(relay_adjoints=False): the relayed adjoint solves
     are reverse-mode only) equals the reverse-mode gradient, to round-off of the solves."""
