@@ -298,13 +298,12 @@ class PieceLevel:
     def from_cells(cls, cells: CoarseCells, scale: float) -> "PieceLevel":
         positional = cells.children.shape[1] == 8 and bool(
             (cells.child_pos == np.arange(8)[None]).all())
-        i32 = jnp.int32
-        return cls(jnp.asarray(cells.corners, i32), jnp.asarray(cells.children, i32),
-                   jnp.asarray(cells.child_pos, i32), jnp.asarray(cells.p_idx.T, i32),
-                   jnp.asarray(cells.p_type, i32), jnp.asarray(cells.r_idx.T // 8, i32),
-                   jnp.asarray(_codes(cells).T, jnp.uint8),
-                   jnp.asarray(cells.incidence.T, i32), int(cells.n_nodes), tuple(cells.shape),
-                   float(scale), positional)
+        def dev(a, dtype=np.int32):  # cast on the host: a device-side cast compiles a program
+            return jax.device_put(np.ascontiguousarray(a, dtype))
+        return cls(dev(cells.corners), dev(cells.children), dev(cells.child_pos),
+                   dev(cells.p_idx.T), dev(cells.p_type), dev(cells.r_idx.T // 8),
+                   dev(_codes(cells).T, np.uint8), dev(cells.incidence.T), int(cells.n_nodes),
+                   tuple(cells.shape), float(scale), positional)
 
 
 jax.tree_util.register_dataclass(PieceLevel,
