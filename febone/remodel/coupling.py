@@ -141,28 +141,28 @@ class CouplingParameters:
     """
 
     E2_ec50_pg_mL: float = 25.0
-    E2_hill: float = 3.0
+    E2_hill: float = 2.0
     E2_ref_female_pg_mL: float = E2_PREMENOPAUSE
     E2_ref_male_pg_mL: float = 25.0
-    P_RANKL_E2: float = 218.514
-    adapt_E2: float = 0.878651
+    P_RANKL_E2: float = 242.493
+    adapt_E2: float = 0.874195
     tau_adapt_E2_days: float = 900.0
-    k_OPG_E2: float = 0.0997296
-    k_AOCa_E2: float = 0.227275
+    k_OPG_E2: float = 0.110435
+    k_AOCa_E2: float = 0.340636
     P_RANKL_cytokines: float = 30.0
     k_ms_E2: float = 0.0
     T_ref_female_ng_dL: float = 30.0
     T_ref_male_ng_dL: float = 600.0
-    k_T: float = 0.210336
+    k_T: float = 0.19131
     P4_half_ng_mL: float = 4.0
     P4_ref_female_ng_mL: float = 4.0
     P4_ref_male_ng_mL: float = 0.3
     k_P4: float = 0.02
-    a_OBu_IGF: float = 0.164045
-    a_OCp_IGF: float = 0.624415
-    a_AOBa_IGF: float = 0.0177825
+    a_OBu_IGF: float = 0.181748
+    a_OCp_IGF: float = 0.656393
+    a_AOBa_IGF: float = 0.000886743
     tau_igf_days: float = 180.0
-    adapt_IGF: float = 0.795708
+    adapt_IGF: float = 0.807107
     tau_adapt_IGF_days: float = 1826.0
     PTH_ref_pg_mL: float = 35.0
     k_PTH: float = 1.0
@@ -171,14 +171,14 @@ class CouplingParameters:
     k_gc_AOBa: float = 0.5
     k_gc_DOBp: float = 0.3
     k_gc_AOCa: float = 0.3
-    k_gc_age: float = 0.0623915
+    k_gc_age: float = 0.00310629
     k_bp: float = 1.5
     denosumab_max_pM: float = 5.0e3
     denosumab_ec50_pM: float = 100.0
     tau_den_pool_days: float = 365.0
     k_den_rebound: float = 1.0
     k_scl: float = 0.15
-    k_load: float = 0.882709
+    k_load: float = 0.261697
     k_load_E2: float = 0.7
 
 
