@@ -35,3 +35,23 @@ def test_site_distributions_are_the_bundled_bones():
     assert np.all((f > 0.1) & (f < 0.4))
     with pytest.raises(ValueError, match="unknown site"):
         site_distribution("skull")
+
+
+def test_report_only_prints_and_writes_only_where_told(tmp_path, monkeypatch, capsys):
+    """``--report-only`` must not overwrite the committed docs/calibration.md (its header
+    records the fit that produced the constants); ``--out`` writes the report there."""
+    from febone.calibration import site
+
+    # the report's numbers are the published values here: this test is about the files
+    monkeypatch.setattr(site, "evaluate",
+                        lambda coupling=None, targets=TARGETS: np.array([t.value for t in targets]))
+    monkeypatch.setattr(site.logging, "basicConfig", lambda **kw: None)  # keep pytest's logging
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setattr(site, "_ROOT", tmp_path)
+    site.main(["--report-only"])
+    assert "Evaluation of the committed constants" in capsys.readouterr().out
+    assert not (tmp_path / "docs" / "calibration.md").exists()
+    out = tmp_path / "report.md"
+    site.main(["--report-only", "--out", str(out)])
+    text = out.read_text()
+    assert all(t.name in text for t in TARGETS)

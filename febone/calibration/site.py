@@ -11,7 +11,8 @@ least-squares (``scipy.optimize.least_squares``) with the exact Jacobian from fo
 
 Run ``python -m febone.calibration.site`` to refit; it prints the fitted constants (to be
 pasted into :data:`~febone.remodel.coupling.DEFAULT_COUPLING`) and writes the table model vs
-target to ``docs/calibration.md`` (``--report-only`` evaluates the committed constants).
+target to ``docs/calibration.md`` (``--report-only`` evaluates the committed constants and
+prints the table; ``--out FILE`` writes it).
 
 Sites: ``"lumbar_spine"`` — the whole bundled vertebra (body and posterior elements, like an AP
 DXA ROI); ``"spine_trabecular"`` — vertebral-body elements below 0.8 g/cm³ (QCT trabecular
@@ -514,9 +515,12 @@ def _keep_narrative(out: Path, generated: str) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report-only", action="store_true", help="evaluate DEFAULT_COUPLING")
+    ap.add_argument("--report-only", action="store_true",
+                    help="evaluate DEFAULT_COUPLING and print the table (written to a file only "
+                         "with --out: the committed docs keep the fit's provenance)")
     ap.add_argument("--max-nfev", type=int, default=12)
-    ap.add_argument("--out", default=str(_ROOT / "docs" / "calibration.md"))
+    ap.add_argument("--out", default=None,
+                    help="markdown report (default for a fit: docs/calibration.md)")
     args = ap.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -535,7 +539,9 @@ def main(argv=None):
     text = (report_markdown(c, values, note=note) + _checks_markdown(checks)
             + _checks_markdown(evaluate(c, BIOLOGY_CHECKS), BIOLOGY_CHECKS,
                                "Biology outcomes reported, not guarded (BIOLOGY_CHECKS)") + "\n")
-    Path(args.out).write_text(_keep_narrative(Path(args.out), text))
+    out = args.out or (None if args.report_only else str(_ROOT / "docs" / "calibration.md"))
+    if out:
+        Path(out).write_text(_keep_narrative(Path(out), text))
     print(text)
 
 
