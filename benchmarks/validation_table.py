@@ -62,6 +62,10 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "validation.md")
     args = ap.parse_args(argv)
+    # as `febone validate` does: programs that a trial needs again after the previous one's
+    # were released (v.release_compiled_programs) load from disk instead of recompiling
+    from febone.compile_cache import enable_compilation_cache
+    enable_compilation_cache()
     trials = v.select([v.load_trial(p) for p in v.trial_files()], args.subset)
     trials.sort(key=_cost)   # cheapest first: an interrupted run has the most rows
     header = [f"# Clinical validation table: benchmark", "",
@@ -71,6 +75,7 @@ def main(argv=None) -> int:
     for i, t in enumerate(trials):
         t0 = time.perf_counter()
         rows += v.run_trial(t)
+        v.release_compiled_programs()   # else the sixth trial exceeds vm.max_map_count
         done.append((t.name, time.perf_counter() - t0))
         wall = time.perf_counter() - start
         result = {"rows": rows, "inside": sum(r.inside for r in rows), "total": len(rows),

@@ -187,3 +187,25 @@ def test_quick_subset_end_to_end(tmp_path, capsys):
     assert f"{by_arm['testosterone']['model_value']:+.1f}" in md
     assert "replays 2 years before time 0" in md and "replays 2 years" in printed
     assert "t-trials" in printed and "inside the band" in printed
+
+
+def test_each_trial_releases_its_compiled_programs():
+    """A table run in one process must not keep every trial's executables: XLA:CPU maps each
+    one's code, and six trials' worth exceeded Linux's vm.max_map_count (65,530)."""
+    import jax
+    import jax.numpy as jnp
+
+    traces = []
+
+    @jax.jit
+    def program(x):
+        traces.append(1)                       # runs once per compilation (trace)
+        return 2.0 * x
+
+    def runner(scenario):                      # a trial that compiles a program
+        program(jnp.ones(3)).block_until_ready()
+        return _fake_runner({"placebo": -1.0, "denosumab": 4.0})(scenario)
+
+    v.validate([_trial("freedom"), _trial("freedom"), _trial("freedom")], runner=runner)
+    assert len(traces) == 3                    # compiled afresh in each trial, reused within one
+    assert program._cache_size() == 0          # and nothing is kept after the table

@@ -295,6 +295,20 @@ def select(trials, subset=None, quick=False) -> list:
     return list(trials)
 
 
+def release_compiled_programs() -> None:
+    """Drop JAX's in-memory compiled programs (``jax.clear_caches``) between trials.
+
+    Each trial compiles its own set of programs (bones, arms, solver shapes), and XLA:CPU maps
+    every executable's code into the process: one trial adds about 11,000 memory mappings, so
+    the sixth trial of a table run in one process hit Linux's default limit of 65,530
+    (``vm.max_map_count``) and LLVM failed with "Cannot allocate memory" (measured on the
+    2-core CI machine: 34,000 mappings after three trials). With the persistent compilation
+    cache on (as in ``febone validate``), a program needed again is loaded from disk."""
+    import jax
+
+    jax.clear_caches()
+
+
 def validate(trials, *, runner=None, progress=None, spinup_years=None, **settings) -> dict:
     """Run ``trials`` and return ``{"rows": [Row...], "wall_seconds", "device", "inside",
     "total", "spinup_years"}``.
@@ -314,6 +328,7 @@ def validate(trials, *, runner=None, progress=None, spinup_years=None, **setting
         if progress:
             progress(t)
         rows += run_trial(t, runner=runner, **settings)
+        release_compiled_programs()
     n_in = sum(r.inside for r in rows)
     return {"rows": rows, "inside": n_in, "total": len(rows),
             "wall_seconds": time.perf_counter() - start, "device": device_description(),
